@@ -1,0 +1,1 @@
+"""The `keras-sisa` command line: a thin layer over the Python API."""

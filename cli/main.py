@@ -1,0 +1,196 @@
+"""`keras-sisa`: fit, inspect and evaluate SISA runs from the shell.
+
+Every command parses its options and calls the Python API; bad input ends in one
+`Error: ...` line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from keras_sisa import data as sources
+from keras_sisa.classifier import SISAClassifier, load
+from keras_sisa.errors import InputError
+from keras_sisa.models import default_cnn, small_gate
+from keras_sisa.store import Store
+from keras_sisa.training import TrainingConfig
+
+
+class Commands(click.Group):
+    """A click group that turns `InputError` into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except InputError as error:
+            click.echo(f"Error: {error}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=Commands)
+@click.version_option(package_name="keras-sisa")
+def main() -> None:
+    """Exact machine unlearning for Keras image classifiers (SISA ensembles)."""
+
+
+def parse_image_size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise InputError(f"Expected --image-size as HxW, e.g. 32x32, got {text!r}.") from None
+    if height < 1 or width < 1:
+        raise InputError(f"Expected a positive --image-size, got {text!r}.")
+    return height, width
+
+
+def positive(ctx, param, value):
+    if value is not None and value < 1:
+        raise InputError(f"Expected --{param.name.replace('_', '-')} to be 1 or more, got {value}.")
+    return value
+
+
+@main.command()
+@click.option("--out", required=True, help="New directory for the run.")
+@click.option("--dataset", default=None, help="fashion_mnist (default) or tfds:NAME.")
+@click.option("--data-dir", default=None, help="Folder of class subfolders of images.")
+@click.option("--test-dir", default=None, help="Test folder for --data-dir (default: hold out --test-split).")
+@click.option("--test-split", default=0.2, show_default=True, type=float)
+@click.option("--image-size", default=None, help="Resize --data-dir images to HxW.")
+@click.option("--npz", default=None, help="npz with x_train, y_train, x_test, y_test[, class_names].")
+@click.option("--limit-per-class", type=int, default=None, callback=positive,
+              help="Keep the first N training images of each class.")
+@click.option("--shards", default=5, show_default=True, type=int, callback=positive)
+@click.option("--classes-per-slice", default=1, show_default=True, type=int, callback=positive)
+@click.option("--class-order", default=None, help="Comma-separated classes to train last (cheapest to forget).")
+@click.option("--strategy", type=click.Choice(["class", "random"]), default="class", show_default=True)
+@click.option("--grouping", type=click.Choice(["similar", "dealt"]), default="similar", show_default=True,
+              help="Put look-alike classes in one shard, or deal classes to the lightest shard.")
+@click.option("--slices", default=4, show_default=True, type=int, callback=positive,
+              help="Slices per shard with --strategy random.")
+@click.option("--epochs", default=TrainingConfig.epochs, show_default=True, type=int, callback=positive)
+@click.option("--gate-epochs", default=TrainingConfig.gate_epochs, show_default=True, type=int, callback=positive)
+@click.option("--replay-ratio", default=TrainingConfig.replay_ratio, show_default=True, type=float,
+              help="Replayed samples per new sample in an expert's slice.")
+@click.option("--gate-replay-ratio", default=TrainingConfig.gate_replay_ratio, show_default=True, type=float)
+@click.option("--replay", type=click.Choice(["uniform", "loss"]), default="uniform", show_default=True)
+@click.option("--batch-size", default=TrainingConfig.batch_size, show_default=True, type=int, callback=positive)
+@click.option("--seed", default=TrainingConfig.seed, show_default=True, type=int)
+@click.option("--model", "model_fn", default=None, help="Expert builder as module:function.")
+@click.option("--gate-model", "gate_fn", default=None, help="Gate builder as module:function.")
+def fit(out, dataset, data_dir, test_dir, test_split, image_size, npz, limit_per_class, shards,
+        classes_per_slice, class_order, strategy, grouping, slices, epochs, gate_epochs, replay_ratio,
+        gate_replay_ratio, replay, batch_size, seed, model_fn, gate_fn) -> None:
+    """Train a SISA ensemble and write the run to --out."""
+    Store(out).check_new()
+    data = sources.load(dataset, data_dir, test_dir, npz, limit_per_class, test_split=test_split,
+                        image_size=parse_image_size(image_size), seed=seed)
+    sisa = SISAClassifier(out, model_fn or default_cnn, gate_fn or small_gate, shards=shards,
+                          classes_per_slice=classes_per_slice,
+                          class_order=sources.class_indices([n.strip() for n in (class_order or "").split(",") if n.strip()],
+                                                              data.class_names),
+                          strategy=strategy, grouping=grouping, slices=slices, epochs=epochs, gate_epochs=gate_epochs,
+                          replay_ratio=replay_ratio, gate_replay_ratio=gate_replay_ratio,
+                          replay=replay, batch_size=batch_size, seed=seed)
+    sisa.fit(data.x_train, data.y_train, data.class_names, test_data=(data.x_test, data.y_test),
+             sample_ids=data.ids, verbose=1 if sys.stdout.isatty() else 2)
+    report = sisa.evaluate()
+    click.echo(f"Fitted {len(sisa.plan.components)} components on {len(data.y_train)} images of "
+               f"{len(sisa.classes)} classes in {sisa.manifest['fit_seconds']:.1f} s; test accuracy "
+               f"{100 * report['accuracy']:.2f}%. Run: {out}")
+
+
+@main.command()
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def evaluate(run, as_json) -> None:
+    """Accuracy of the run's ensemble on its test set, overall and per class."""
+    report = load(run).evaluate()
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"accuracy {100 * report['accuracy']:.2f}% on {report['count']} test images")
+    for name, value in report["per_class"].items():
+        click.echo(f"  {name:<20} {100 * value:6.2f}%")
+
+
+@main.command()
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info(run, as_json) -> None:
+    """Classes, shards, slices per component, checkpoints and sizes of a run."""
+    details = load(run).info()
+    if as_json:
+        click.echo(json.dumps(details, indent=2))
+        return
+    click.echo(f"{details['directory']}: {details['status']}, strategy {details['strategy']}, "
+               f"input {tuple(details['input_shape'])}, {details['total_bytes'] / 1e6:.1f} MB")
+    click.echo(f"classes: {', '.join(details['classes'])}")
+    if details["forgotten"]:
+        click.echo(f"forgotten: {', '.join(details['forgotten'])}")
+    for c in details["components"]:
+        click.echo(f"  {c['name']:<10} {c['samples']:>7} samples, {c['checkpoints']} checkpoints "
+                   f"({c['checkpoint_bytes'] / 1e6:.1f} MB), slices {' '.join(c['slices'])}; "
+                   f"classes {', '.join(c['classes'])}")
+
+
+@main.command()
+@click.argument("run")
+@click.option("--class", "classes", multiple=True, help="A class to forget (repeatable).")
+@click.option("--samples", "samples_file", type=click.Path(), default=None,
+              help="File of sample ids to forget, one per line.")
+def forget(run, classes, samples_file) -> None:
+    """Forget classes and samples exactly, by rewinding the components that held them."""
+    if not classes and samples_file is None:
+        raise InputError("Nothing to forget: give --class NAME (repeatable) or --samples FILE.")
+    sisa = load(run)
+    receipt = sisa.forget(classes=list(classes), samples=read_ids(samples_file),
+                          verbose=1 if sys.stdout.isatty() else 0)
+    if receipt.get("noop"):
+        click.echo(receipt["message"])
+        return
+    rewound = ", ".join(f"{name} to {r['to_slice']}" for name, r in receipt["rewound"].items())
+    click.echo(f"Forgot {receipt['deleted_count']} images"
+               f"{' of ' + ', '.join(receipt['classes']) if receipt['classes'] else ''} in "
+               f"{receipt['seconds']['total']:.1f} s; rewound {rewound}. Receipt {receipt['id']}.")
+
+
+def read_ids(path: str | None) -> list[int]:
+    """Sample ids from a file, one per line; blank lines and # comments are skipped."""
+    if path is None:
+        return []
+    try:
+        with open(path) as f:
+            lines = [line.split("#")[0].strip() for line in f]
+    except OSError as error:
+        raise InputError(f"Cannot read --samples file {path}: {error.strerror}.") from None
+    ids = []
+    for number, line in enumerate(lines, 1):
+        if line:
+            if not line.lstrip("-").isdigit():
+                raise InputError(f"{path} line {number}: expected a sample id (a whole number), got {line!r}.")
+            ids.append(int(line))
+    return ids
+
+
+@main.command()
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def verify(run, as_json) -> None:
+    """Prove the run's forgets exact: refit touched components from scratch, compare weights."""
+    rows = load(run).verify()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        if not rows:
+            click.echo("No forget has touched any component: nothing to verify.")
+        for row in rows:
+            verdict = "identical" if row["identical"] else "MISMATCH"
+            click.echo(f"  {row['component']:<10} {verdict:<9} stored {row['stored'][:12]} refit "
+                       f"{row['refit'][:12]} ({row['seconds']:.1f} s)")
+    if not all(row["identical"] for row in rows):
+        sys.exit(1)

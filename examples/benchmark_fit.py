@@ -1,0 +1,101 @@
+"""Benchmark: a monolithic CNN against the SISA ensemble on Fashion-MNIST, in one run.
+
+Trains the default architecture as one model and as a SISA ensemble (default
+5 shards) with the same epochs, then writes test accuracy, fit wall time and
+images/s to a JSON file and prints a table.
+
+    python examples/benchmark_fit.py --out examples/benchmark_fit.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+
+import keras
+import numpy as np
+
+import keras_sisa
+from keras_sisa import data as sources
+from keras_sisa.training import enable_determinism
+
+
+def monolithic(dataset, epochs: int, batch_size: int, seed: int) -> dict:
+    """The default CNN trained on all classes at once: the baseline SISA is measured against."""
+    enable_determinism(seed)
+    model = keras_sisa.default_cnn(dataset.input_shape, len(dataset.class_names))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    started = time.perf_counter()
+    model.fit(dataset.x_train.astype(np.float32), dataset.y_train, epochs=epochs,
+              batch_size=batch_size, shuffle=True, verbose=0)
+    seconds = time.perf_counter() - started
+    predicted = np.argmax(model.predict(dataset.x_test.astype(np.float32), verbose=0), axis=1)
+    return {"accuracy": float(np.mean(predicted == dataset.y_test)), "fit_seconds": seconds,
+            "images_per_second": len(dataset.y_train) * epochs / seconds}
+
+
+def sisa(dataset, directory: str, shards: int, epochs: int, batch_size: int, seed: int) -> dict:
+    classifier = keras_sisa.SISAClassifier(directory, shards=shards, epochs=epochs,
+                                           batch_size=batch_size, seed=seed)
+    started = time.perf_counter()
+    classifier.fit(dataset.x_train, dataset.y_train, dataset.class_names,
+                   test_data=(dataset.x_test, dataset.y_test), sample_ids=dataset.ids, verbose=0)
+    seconds = time.perf_counter() - started
+    report = classifier.evaluate()
+    config = classifier.config
+    return {"accuracy": report["accuracy"], "fit_seconds": seconds,
+            "images_per_second": len(dataset.y_train) * epochs / seconds,
+            "component_seconds": classifier.manifest["component_seconds"],
+            "per_class": report["per_class"],
+            "config": {"shards": shards, "epochs": config.epochs, "gate_epochs": config.gate_epochs,
+                       "replay_ratio": config.replay_ratio,
+                       "gate_replay_ratio": config.gate_replay_ratio}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="examples/benchmark_fit.json")
+    parser.add_argument("--shards", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--limit-per-class", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    dataset = sources.load(limit=args.limit_per_class)
+    mono = monolithic(dataset, args.epochs, args.batch_size, args.seed)
+    run = tempfile.mkdtemp(prefix="sisa-bench-")
+    shutil.rmtree(run)
+    try:
+        ensemble = sisa(dataset, run, args.shards, args.epochs, args.batch_size, args.seed)
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
+    result = {
+        "benchmark": "fit",
+        "dataset": f"fashion_mnist ({len(dataset.y_train)} train / {len(dataset.y_test)} test)",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+        "date": time.strftime("%Y-%m-%d"),
+        "monolithic": mono,
+        "sisa": ensemble,
+        "accuracy_gap_points": 100 * (mono["accuracy"] - ensemble["accuracy"]),
+        "fit_time_ratio": ensemble["fit_seconds"] / mono["fit_seconds"],
+    }
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"{'model':<12} {'test acc':>9} {'fit s':>8} {'images/s':>9}")
+    for name in ("monolithic", "sisa"):
+        row = result[name]
+        print(f"{name:<12} {100 * row['accuracy']:>8.2f}% {row['fit_seconds']:>8.1f} "
+              f"{row['images_per_second']:>9.0f}")
+    print(f"accuracy gap {result['accuracy_gap_points']:.2f} points (goal <= 1.0); "
+          f"fit time {result['fit_time_ratio']:.2f}x (goal <= 2.0x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Export of the current ensemble to SavedModel and TFLite."""

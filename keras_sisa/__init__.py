@@ -1,0 +1,11 @@
+"""keras-sisa: exact machine unlearning for Keras image classifiers (SISA ensembles)."""
+
+from keras_sisa.classifier import SISAClassifier, load
+from keras_sisa.data import Dataset
+from keras_sisa.errors import InputError
+from keras_sisa.models import default_cnn, small_gate
+from keras_sisa.training import TrainingConfig
+
+__all__ = ["SISAClassifier", "load", "Dataset", "InputError", "TrainingConfig", "default_cnn",
+           "small_gate"]
+__version__ = "0.1.0"

@@ -1,0 +1,53 @@
+"""The slice-checkpoint callback and the reads and writes of component states."""
+
+from __future__ import annotations
+
+import keras
+
+from keras_sisa.models import ComponentState
+from keras_sisa.store import Store, checkpoint_path
+
+INITIAL = "init"
+
+
+def write_state(store: Store, component: str, slice_id: str, state: ComponentState) -> str:
+    """Saves the state of `component` after `slice_id` (or INITIAL); returns its checksum."""
+    return store.write_arrays(checkpoint_path(component, slice_id), state.to_arrays())
+
+
+def read_state(store: Store, component: str, slice_id: str) -> ComponentState:
+    return ComponentState.from_arrays(store.read_arrays(checkpoint_path(component, slice_id)))
+
+
+class SliceCheckpoint(keras.callbacks.Callback):
+    """Writes a component's checkpoint when the training of one slice ends.
+
+    Pass one to the `fit` call of each slice; the checkpoint holds everything the
+    next slice (or a rewind to this point) needs: weights, head outputs and the
+    replay buffer that was used.
+
+    Example:
+
+        model.fit(x, y, callbacks=[SliceCheckpoint(store, "expert-0", "c3", [3, 5], replay_ids)])
+
+    Args:
+        store: the run's `Store`.
+        component: the component's name, e.g. "expert-0" or "gate".
+        slice_id: the id of the slice being trained.
+        outputs: the head's output keys (classes, or shards for the gate), in order.
+        replay_ids: ids of the samples replayed during this slice.
+    """
+
+    def __init__(self, store: Store, component: str, slice_id: str, outputs: list[int],
+                 replay_ids: list[int]):
+        super().__init__()
+        self.store = store
+        self.component = component
+        self.slice_id = slice_id
+        self.outputs = list(outputs)
+        self.replay_ids = list(replay_ids)
+        self.checksum: str | None = None
+
+    def on_train_end(self, logs=None):
+        state = ComponentState.from_model(self.model, self.outputs, self.replay_ids)
+        self.checksum = write_state(self.store, self.component, self.slice_id, state)

@@ -1,0 +1,286 @@
+"""`SISAClassifier`: the public API, a Keras-shaped object over one run directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import platform
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_sisa import models, plan as plans, unlearning
+from keras_sisa.callbacks import read_state
+from keras_sisa.data import Dataset, validate
+from keras_sisa.ensemble import build_ensemble
+from keras_sisa.errors import InputError
+from keras_sisa.metrics import accuracy_report
+from keras_sisa.models import ComponentState, ModelFn
+from keras_sisa.store import FORMAT, MANIFEST, PLAN, Store, checkpoint_path, data_path
+from keras_sisa.training import Samples, TrainingConfig, train_component
+
+STRATEGIES = ("class", "random")
+GROUPINGS = ("similar", "dealt")
+
+
+class SISAClassifier:
+    """An image classifier trained as a SISA ensemble, so that data can be forgotten exactly.
+
+    Each shard's expert and the gate train slice by slice with replay, checkpointing
+    after every slice into `directory`; the ensemble merges them as
+    P(class) = P(shard) * P(class | shard).
+
+    Example:
+
+        sisa = keras_sisa.SISAClassifier("runs/fashion", shards=5)
+        sisa.fit(x_train, y_train, class_names=names, test_data=(x_test, y_test))
+        probabilities = sisa.predict(x_test)
+        print(sisa.evaluate(x_test, y_test)["accuracy"])
+
+    Args:
+        directory: the run directory (created by `fit`; must be new or empty).
+        model_fn: expert builder `(input_shape, num_outputs) -> keras.Model` ending in a Dense.
+        gate_fn: gate builder, same contract; keep it cheap, it sees every class.
+        shards: number of shard experts.
+        classes_per_slice: classes a component meets per slice (class strategy).
+        class_order: class indices to put last, in this order; they become cheap to forget.
+        strategy: "class" (class-isolated shards and a gate) or "random" (original SISA).
+        grouping: how classes are put into shards: "similar" (look-alike classes share a
+            shard, so the gate routes coarsely) or "dealt" (largest class to lightest shard).
+        slices: slices per shard for the random strategy.
+        config: a `TrainingConfig`, or its fields as keyword arguments (epochs, replay_ratio, ...).
+    """
+
+    def __init__(self, directory: str, model_fn: ModelFn | str = models.default_cnn,
+                 gate_fn: ModelFn | str = models.small_gate, shards: int = 5,
+                 classes_per_slice: int = 1, class_order: list[int] | None = None,
+                 strategy: str = "class", grouping: str = "similar", slices: int = 4,
+                 config: TrainingConfig | None = None,
+                 **config_fields):
+        if strategy not in STRATEGIES:
+            raise InputError(f"Unknown strategy {strategy!r}; expected one of {STRATEGIES}.")
+        if grouping not in GROUPINGS:
+            raise InputError(f"Unknown grouping {grouping!r}; expected one of {GROUPINGS}.")
+        self.store = Store(directory)
+        self.model_fn = models.resolve(model_fn)
+        self.gate_fn = models.resolve(gate_fn)
+        self.options = dict(shards=shards, classes_per_slice=classes_per_slice,
+                            class_order=class_order, strategy=strategy, grouping=grouping,
+                            slices=slices)
+        self.config = config or TrainingConfig(**config_fields)
+        self.manifest: dict | None = None
+        self.plan: plans.Plan | None = None
+        self._model: keras.Model | None = None
+
+    @property
+    def directory(self) -> str:
+        return self.store.root
+
+    def fit(self, x, y, class_names: list[str] | None = None, test_data=None,
+            sample_ids=None, plan: plans.Plan | None = None, verbose: int = 1) -> SISAClassifier:
+        """Plans the shards and slices, then trains every component slice by slice.
+
+        `test_data=(x_test, y_test)` is kept in the run for `evaluate` without arguments;
+        `sample_ids` (default: positions 0..N-1) name the samples for a later forget.
+        `plan` replaces the computed plan, e.g. another run's plan with data removed:
+        that is the fit a forget must reproduce exactly.
+        """
+        self.store.check_new()
+        names = class_names or [str(c) for c in range(int(np.max(y)) + 1)]
+        x_test, y_test = test_data if test_data is not None else (x[:1], np.asarray(y)[:1])
+        data = validate(Dataset(x, y, x_test, y_test, names, sample_ids))
+        plan = plan or self._plan(data)
+        unknown = set(i for c in plan.components for i in c.sample_ids) - set(data.ids.tolist())
+        if unknown:
+            raise InputError(f"The plan names {len(unknown)} sample ids not in the data, e.g. "
+                             f"{min(unknown)}; give the data the plan was made for.")
+        self._check_builders(data.input_shape)
+        started = time.perf_counter()
+        self.store.create()
+        for expert in plan.experts:
+            rows = _rows(data.ids, expert.sample_ids)
+            self.store.write_arrays(data_path(expert.name),
+                                    {"x": data.x_train[rows], "y": data.y_train[rows], "ids": data.ids[rows]})
+        if test_data is not None:
+            self.store.write_arrays("data/test.npz", {"x": data.x_test, "y": data.y_test})
+        self.store.write_json(PLAN, plan.to_json())
+        self.manifest = self._new_manifest(data)
+        self.store.write_json(MANIFEST, self.manifest)
+        samples = Samples(data.x_train, data.y_train, data.ids)
+        seconds = {}
+        for component in plan.components:
+            began = time.perf_counter()
+            train_component(self.store, plan, component.name, self._builder(component),
+                            data.input_shape, samples, self.config, verbose=verbose)
+            seconds[component.name] = time.perf_counter() - began
+        self.plan = plan
+        self.manifest.update(status="fitted", fit_seconds=time.perf_counter() - started,
+                             component_seconds=seconds)
+        self._commit()
+        return self
+
+    def forget(self, classes=(), samples=(), verbose: int = 1) -> dict:
+        """Forgets whole classes (names or indices) and single samples (ids), exactly.
+
+        Each component is rewound to the checkpoint before the first slice that held
+        deleted data and retrained from there; the result is bit-identical to a fit
+        without that data. A forgotten class leaves the label space. Returns the
+        receipt, also written to the run's `receipts/` folder.
+        """
+        return unlearning.forget(self, classes, samples, verbose=verbose)
+
+    def verify(self, verbose: int = 0) -> list[dict]:
+        """Refits every component a forget touched from scratch and compares weights bit for bit."""
+        return unlearning.verify(self, verbose=verbose)
+
+    def receipts(self) -> list[dict]:
+        return [self.store.read_json(f"receipts/{r:04d}.json") for r in self.manifest.get("receipts", [])]
+
+    def predict(self, x, batch_size: int = 256) -> np.ndarray:
+        """Probabilities over the label space (`self.classes`), from raw 0..255 images."""
+        images = np.asarray(x, np.float32)
+        if images.ndim == 3 and len(self.input_shape) == 3 and self.input_shape[-1] == 1:
+            images = images[..., None]
+        if images.shape[1:] != self.input_shape:
+            raise InputError(f"Expected images of shape (N, {', '.join(map(str, self.input_shape))}), "
+                             f"got {images.shape}.")
+        return self.to_keras().predict(images, batch_size=batch_size, verbose=0)
+
+    def evaluate(self, x=None, y=None) -> dict:
+        """Accuracy, overall and per class, on retained classes; default: the run's test set."""
+        if x is None:
+            if not self.store.exists("data/test.npz"):
+                raise InputError(f"The run {self.directory} holds no test data; pass x and y.")
+            test = self.store.read_arrays("data/test.npz")
+            x, y = test["x"], test["y"]
+        return accuracy_report(self.predict(x), y, self.classes, self.class_names)
+
+    def to_keras(self) -> keras.Model:
+        """The ensemble as one Keras model: raw images in, probabilities over `classes` out."""
+        if self._model is None:
+            states = {c.name: read_state(self.store, c.name, c.slices[-1].id) for c in self.plan.components}
+            self._model = build_ensemble(self.plan, states, self.model_fn, self.gate_fn,
+                                         self.input_shape, self.classes)
+        return self._model
+
+    def save(self, filepath: str) -> None:
+        """Saves the ensemble as a `.keras` file that `keras.saving.load_model` reloads."""
+        self.to_keras().save(filepath)
+
+    @property
+    def classes(self) -> list[int]:
+        """The label space: original class indices the model outputs, in order."""
+        return sorted({c for e in self.plan.experts for s in e.slices for c in s.classes})
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.manifest["class_names"]
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(self.manifest["input_shape"])
+
+    def component_state(self, name: str) -> ComponentState:
+        """The current (last-slice) state of one component."""
+        return read_state(self.store, name, self.plan.component(name).slices[-1].id)
+
+    def info(self) -> dict:
+        """What the run holds: classes, shards, slices per component, checkpoints and sizes."""
+        names = self.class_names
+        components = []
+        for component in self.plan.components:
+            files = [checkpoint_path(component.name, s.id) for s in component.slices]
+            components.append({
+                "name": component.name,
+                "classes": [names[c] for c in sorted({c for s in component.slices for c in s.classes})],
+                "samples": len(component.sample_ids),
+                "slices": [s.id for s in component.slices],
+                "checkpoints": len(files),
+                "checkpoint_bytes": sum(self.store.size(f) for f in files),
+            })
+        return {
+            "directory": self.directory,
+            "status": self.manifest["status"],
+            "strategy": self.plan.strategy,
+            "classes": [names[c] for c in self.classes],
+            "forgotten": [names[c] for c in self.manifest["forgotten"]],
+            "input_shape": list(self.input_shape),
+            "components": components,
+            "total_bytes": sum(self.store.size(f) for f in self.store.files()),
+            "fit_seconds": self.manifest.get("fit_seconds"),
+            "receipts": [{k: r[k] for k in ("id", "time", "classes", "deleted_count", "rewound")}
+                         | {"seconds": r["seconds"]["total"]} for r in self.receipts()],
+        }
+
+    def _plan(self, data: Dataset) -> plans.Plan:
+        o = self.options
+        if o["strategy"] == "random":
+            return plans.random_plan(data.y_train, data.ids, o["shards"], o["slices"], self.config.seed)
+        x = data.x_train if o["grouping"] == "similar" else None
+        return plans.class_plan(data.y_train, data.ids, o["shards"], o["classes_per_slice"],
+                                o["class_order"], x)
+
+    def _check_builders(self, input_shape: tuple) -> None:
+        """Builds each model once before anything is written, so a bad builder fails early."""
+        for builder in (self.model_fn, self.gate_fn):
+            try:
+                model = builder(input_shape, 2)
+            except Exception as error:
+                raise InputError(f"Model builder {models.spec_of(builder) or builder!r} failed for "
+                                 f"input shape {input_shape}: {error}") from None
+            models.head_of(model)
+
+    def _builder(self, component: plans.Component) -> ModelFn:
+        return self.gate_fn if component.is_gate else self.model_fn
+
+    def _new_manifest(self, data: Dataset) -> dict:
+        return {
+            "format": FORMAT,
+            "status": "fitting",
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "class_names": data.class_names,
+            "input_shape": list(data.input_shape),
+            "forgotten": [],
+            "options": self.options,
+            "config": dataclasses.asdict(self.config),
+            "model_fn": models.spec_of(self.model_fn),
+            "gate_fn": models.spec_of(self.gate_fn),
+            "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
+                         "keras": keras.__version__, "numpy": np.__version__},
+        }
+
+    def _commit(self) -> None:
+        """Records the checksum of every file and writes the manifest last."""
+        import hashlib
+
+        self.manifest["files"] = {f: hashlib.sha256(self.store.read_bytes(f)).hexdigest()
+                                  for f in self.store.files() if f != MANIFEST}
+        self.store.write_json(MANIFEST, self.manifest)
+
+
+def _rows(ids: np.ndarray, wanted) -> np.ndarray:
+    order = np.argsort(ids)
+    return order[np.searchsorted(ids[order], np.asarray(wanted, np.int64))]
+
+
+def load(directory: str, model_fn: ModelFn | str | None = None,
+         gate_fn: ModelFn | str | None = None) -> SISAClassifier:
+    """Opens a fitted run. Builders default to the ones named in its manifest."""
+    store = Store(directory)
+    if not store.is_run:
+        raise InputError(f"{directory} is not a keras-sisa run (no {MANIFEST}); give the --out "
+                         "directory of a `keras-sisa fit`.")
+    manifest = store.read_json(MANIFEST)
+    builders = []
+    for given, key in ((model_fn, "model_fn"), (gate_fn, "gate_fn")):
+        spec = given or manifest.get(key)
+        if spec is None:
+            raise InputError(f"The run was fitted with an unnamed {key}; pass it to load().")
+        builders.append(spec)
+    sisa = SISAClassifier(directory, builders[0], builders[1], **manifest["options"],
+                          config=TrainingConfig(**manifest["config"]))
+    sisa.manifest = manifest
+    sisa.plan = plans.Plan.from_json(store.read_json(PLAN))
+    return sisa

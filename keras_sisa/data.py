@@ -1,0 +1,301 @@
+"""Data sources: every loader returns a validated `Dataset` of raw 0..255 images.
+
+Images stay as the source gives them (pixel values 0..255, shape (N, H, W, C));
+preprocessing lives inside the models so that the exported model takes raw images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import gzip
+import os
+
+import numpy as np
+
+from keras_sisa.errors import InputError
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+@dataclasses.dataclass
+class Dataset:
+    """Training and test images with integer labels and class names.
+
+    `ids` gives every training image a stable identity (its position in the
+    source), which is how a user names the samples to forget.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str]
+    ids: np.ndarray = None
+
+    def __post_init__(self):
+        if self.ids is None:
+            self.ids = np.arange(len(self.y_train), dtype=np.int64)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+
+def validate(data: Dataset) -> Dataset:
+    """Checks shapes, labels and pixel values; returns the dataset with 4-D images.
+
+    Raises `InputError` naming the first problem found.
+    """
+    names = [str(n) for n in data.class_names]
+    if len(names) < 2:
+        raise InputError(f"Expected at least 2 classes, got {len(names)}: {names}. "
+                         "A classifier needs two or more classes.")
+    if len(set(names)) != len(names):
+        raise InputError(f"Class names must be unique, got {names}.")
+    x_train = _images(data.x_train, "x_train")
+    x_test = _images(data.x_test, "x_test")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise InputError(f"Train and test images differ in shape: {x_train.shape[1:]} vs "
+                         f"{x_test.shape[1:]}. Resize them to one shape.")
+    y_train = _labels(data.y_train, len(x_train), len(names), "y_train")
+    y_test = _labels(data.y_test, len(x_test), len(names), "y_test")
+    present = np.unique(y_train)
+    if len(present) < 2:
+        raise InputError(f"The training data holds only {len(present)} class; "
+                         "a classifier needs images of two or more classes.")
+    ids = np.asarray(data.ids, dtype=np.int64)
+    if ids.shape != y_train.shape or len(np.unique(ids)) != len(ids):
+        raise InputError("Sample ids must be unique, one per training image.")
+    return Dataset(x_train, y_train, x_test, y_test, names, ids)
+
+
+def _images(x, name: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise InputError(f"Expected `{name}` to hold numbers, got dtype {x.dtype}.")
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise InputError(f"Expected `{name}` to have shape (N, H, W) or (N, H, W, 1|3), "
+                         f"got shape {x.shape}.")
+    if len(x) == 0:
+        raise InputError(f"`{name}` holds no images.")
+    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+        raise InputError(f"`{name}` contains NaN or infinite pixel values; clean the images first.")
+    low, high = float(x.min()), float(x.max())
+    if low < 0 or high > 255:
+        raise InputError(f"Expected `{name}` pixel values in 0..255, got {low:g}..{high:g}.")
+    if np.issubdtype(x.dtype, np.floating) and np.array_equal(x, np.round(x)):
+        return x.astype(np.uint8)
+    return x if x.dtype == np.uint8 else x.astype(np.float32)
+
+
+def _labels(y, count: int, num_classes: int, name: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or len(y) != count:
+        raise InputError(f"Expected `{name}` to have shape ({count},), got {y.shape}.")
+    if not np.issubdtype(y.dtype, np.integer):
+        if not np.issubdtype(y.dtype, np.floating) or not np.array_equal(y, np.round(y)):
+            raise InputError(f"Expected `{name}` to hold integer labels, got dtype {y.dtype}.")
+    y = y.astype(np.int64)
+    bad = y[(y < 0) | (y >= num_classes)]
+    if len(bad):
+        raise InputError(f"`{name}` has label {bad[0]} out of range; expected 0..{num_classes - 1} "
+                         f"for {num_classes} class names.")
+    return y
+
+
+def class_indices(requested, class_names: list[str]) -> list[int]:
+    """Class indices from names or indices; an unknown name gets the closest known one."""
+    indices = []
+    for item in requested:
+        if isinstance(item, (int, np.integer)) and 0 <= item < len(class_names):
+            indices.append(int(item))
+        elif str(item) in class_names:
+            indices.append(class_names.index(str(item)))
+        else:
+            close = difflib.get_close_matches(str(item), class_names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise InputError(f"Unknown class {item!r}; the classes are {', '.join(class_names)}.{hint}")
+    return indices
+
+
+def limit_per_class(data: Dataset, n: int) -> Dataset:
+    """Keeps the first `n` training images of each class (their ids stay the same)."""
+    if n <= 0:
+        raise InputError(f"Expected --limit-per-class to be a positive number, got {n}.")
+    keep = np.concatenate([np.flatnonzero(data.y_train == c)[:n]
+                           for c in range(len(data.class_names))])
+    keep.sort()
+    return dataclasses.replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep],
+                               ids=data.ids[keep])
+
+
+def load_fashion_mnist(directory: str = FASHION_MNIST_DIR) -> Dataset:
+    """Fashion-MNIST from Debian's `dataset-fashion-mnist` files, else through TFDS."""
+    if os.path.isfile(os.path.join(directory, "train-images-idx3-ubyte.gz")):
+        read = lambda name: _read_idx(os.path.join(directory, name))
+        return validate(Dataset(read("train-images-idx3-ubyte.gz"), read("train-labels-idx1-ubyte.gz"),
+                                read("t10k-images-idx3-ubyte.gz"), read("t10k-labels-idx1-ubyte.gz"),
+                                list(FASHION_MNIST_CLASSES)))
+    try:
+        return load_tfds("fashion_mnist")
+    except InputError as error:
+        raise InputError(f"Fashion-MNIST is not in {directory} and TFDS could not load it ({error}). "
+                         "Install it with `apt-get install dataset-fashion-mnist`.") from None
+
+
+def _read_idx(path: str) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    ndim = raw[3]
+    shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def load_tfds(name: str, data_dir: str | None = None) -> Dataset:
+    """Any TFDS image-classification dataset with `train` and `test` splits."""
+    import tensorflow_datasets as tfds
+
+    try:
+        (train, test), info = tfds.load(name, split=["train", "test"], as_supervised=True,
+                                        with_info=True, data_dir=data_dir)
+        # Batches read one by one: `batch_size=-1` aborts the process in TFDS 4.9 with mock data.
+        arrays = [_numpy(split) for split in (train, test)]
+    except Exception as error:  # TFDS raises many types: unknown name, no network, bad split.
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(f"TFDS could not load {name!r}: {message}") from None
+    label = info.supervised_keys[1] if info.supervised_keys else "label"
+    (x_train, y_train), (x_test, y_test) = arrays
+    return validate(Dataset(x_train, y_train, x_test, y_test, list(info.features[label].names)))
+
+
+def _numpy(split) -> tuple[np.ndarray, np.ndarray]:
+    import tensorflow_datasets as tfds
+
+    batches = list(tfds.as_numpy(split.batch(4096)))
+    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+
+
+def load_npz(path: str) -> Dataset:
+    """Arrays `x_train`, `y_train`, `x_test`, `y_test` and optional `class_names`."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {key: f[key] for key in f.files}
+    except FileNotFoundError:
+        raise InputError(f"No such npz file: {path}.") from None
+    except ValueError as error:
+        raise InputError(f"{path} is not a plain npz of arrays ({error}); save it with "
+                         "numpy.savez and no object arrays.") from None
+    except Exception as error:
+        raise InputError(f"{path} is not a readable npz file: {error}.") from None
+    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
+    if missing:
+        raise InputError(f"{path} lacks arrays {missing}; expected x_train, y_train, x_test, "
+                         f"y_test (and optional class_names), found {sorted(arrays)}.")
+    y_train = np.asarray(arrays["y_train"])
+    if "class_names" in arrays:
+        names = [str(n) for n in arrays["class_names"].reshape(-1)]
+    else:
+        if not np.issubdtype(y_train.dtype, np.number) or y_train.size == 0:
+            raise InputError(f"`y_train` in {path} must hold integer labels, got dtype {y_train.dtype}.")
+        names = [str(i) for i in range(int(np.max(y_train)) + 1)]
+    return validate(Dataset(arrays["x_train"], y_train, arrays["x_test"], arrays["y_test"], names))
+
+
+def load_directory(train_dir: str, test_dir: str | None = None, test_split: float = 0.2,
+                   image_size: tuple[int, int] | None = None, seed: int = 0) -> Dataset:
+    """A folder of class subfolders of images, as `keras.utils.image_dataset_from_directory` reads.
+
+    Class names are the subfolder names in sorted order. Without `test_dir`, a seeded
+    `test_split` share of each class is held out for testing.
+    """
+    names = _class_folders(train_dir)
+    x, y = _read_images(train_dir, names, image_size)
+    if test_dir is not None:
+        test_names = _class_folders(test_dir)
+        if test_names != names:
+            raise InputError(f"The test folder's classes {test_names} differ from the training "
+                             f"folder's {names}.")
+        x_test, y_test = _read_images(test_dir, names, image_size or x.shape[1:3])
+        if x_test.shape[1:] != x.shape[1:]:
+            raise InputError(f"Test images are {x_test.shape[1:]} but training images are "
+                             f"{x.shape[1:]}; pass --image-size HxW to resize both.")
+        return validate(Dataset(x, y, x_test, y_test, names))
+    if not 0 < test_split < 1:
+        raise InputError(f"Expected --test-split between 0 and 1, got {test_split}.")
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(y), bool)
+    for c in range(len(names)):
+        members = np.flatnonzero(y == c)
+        count = int(round(test_split * len(members)))
+        held[rng.choice(members, count, replace=False)] = True
+    train = np.flatnonzero(~held)
+    return validate(Dataset(x[train], y[train], x[held], y[held], names, ids=train))
+
+
+def _class_folders(directory: str) -> list[str]:
+    if not os.path.isdir(directory):
+        raise InputError(f"No such directory: {directory}.")
+    names = sorted(d for d in os.listdir(directory) if os.path.isdir(os.path.join(directory, d)))
+    if len(names) < 2:
+        raise InputError(f"{directory} has {len(names)} class subfolder(s); expected one "
+                         "subfolder of images per class, at least two.")
+    return names
+
+
+def _read_images(directory: str, names: list[str], image_size) -> tuple[np.ndarray, np.ndarray]:
+    import tensorflow as tf
+
+    images, labels, first = [], [], None
+    for label, name in enumerate(names):
+        folder = os.path.join(directory, name)
+        files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
+        if not files:
+            raise InputError(f"Class folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+        for file in files:
+            path = os.path.join(folder, file)
+            try:
+                image = tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
+            except tf.errors.OpError:
+                raise InputError(f"Cannot decode image {path}: the file is truncated or not an "
+                                 "image. Remove or replace it.") from None
+            if image_size is not None:
+                image = tf.cast(tf.round(tf.image.resize(image, image_size)), tf.uint8)
+            image = image.numpy()
+            if first is None:
+                first = (path, image.shape)
+            elif image.shape != first[1]:
+                raise InputError(f"Images differ in shape: {first[0]} is {first[1]}, {path} is "
+                                 f"{image.shape}. Pass --image-size HxW to resize them all.")
+            images.append(image)
+            labels.append(label)
+    return np.stack(images), np.asarray(labels, np.int64)
+
+
+def load(dataset: str | None = None, data_dir: str | None = None, test_dir: str | None = None,
+         npz: str | None = None, limit: int | None = None, **directory_options) -> Dataset:
+    """Resolves the CLI's data options to a dataset: exactly one source, default Fashion-MNIST."""
+    chosen = [s for s in (dataset, data_dir, npz) if s is not None]
+    if len(chosen) > 1:
+        raise InputError("Give one data source: --dataset, --data-dir or --npz, not several.")
+    if data_dir is not None:
+        data = load_directory(data_dir, test_dir, **directory_options)
+    elif npz is not None:
+        data = load_npz(npz)
+    elif dataset in (None, "fashion_mnist"):
+        data = load_fashion_mnist()
+    elif dataset.startswith("tfds:") and len(dataset) > 5:
+        data = load_tfds(dataset[5:])
+    else:
+        raise InputError(f"Unknown dataset {dataset!r}; use 'fashion_mnist' or 'tfds:NAME' "
+                         "(e.g. tfds:cifar10), or --data-dir / --npz for your own data.")
+    return data if limit is None else limit_per_class(data, limit)

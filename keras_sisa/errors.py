@@ -1,0 +1,9 @@
+"""The one exception type that means "the user's input is wrong"."""
+
+
+class InputError(ValueError):
+    """Bad input from the user: the message names the problem and what to do.
+
+    The CLI prints it as one line and exits with code 2; everything else is a bug
+    and keeps its traceback.
+    """

@@ -1,0 +1,124 @@
+"""The run directory: manifest, plan, per-shard data and per-slice checkpoints.
+
+Layout (all plain files, JSON and NumPy npz, no pickle):
+
+    RUN/manifest.json               config, classes, versions, checksums of every file
+    RUN/plan.json                   the partition plan
+    RUN/data/<expert>.npz           the training images a shard holds (x, y, ids)
+    RUN/data/test.npz               held-out test images
+    RUN/checkpoints/<component>/<slice>.npz   state after each slice ("init" = before any)
+
+Every write goes to a temporary name first and is renamed into place, so an
+interrupted command never leaves a half-written file. Paths go through
+`tf.io.gfile`, so a store can live on any filesystem TensorFlow reads (e.g. gs://).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import uuid
+
+import numpy as np
+import tensorflow as tf
+
+from keras_sisa.errors import InputError
+
+MANIFEST = "manifest.json"
+PLAN = "plan.json"
+FORMAT = "keras-sisa-run/1"
+
+
+class Store:
+    """Reads and writes one run directory atomically and keeps the checksum of every file."""
+
+    def __init__(self, root: str):
+        self.root = root.rstrip("/")
+
+    def path(self, relative: str) -> str:
+        return f"{self.root}/{relative}"
+
+    def exists(self, relative: str) -> bool:
+        return tf.io.gfile.exists(self.path(relative))
+
+    @property
+    def is_run(self) -> bool:
+        return self.exists(MANIFEST)
+
+    def create(self) -> None:
+        """Makes the directory for a new run; refuses one that already holds anything."""
+        self.check_new()
+        tf.io.gfile.makedirs(self.root)
+
+    def check_new(self) -> None:
+        """Raises `InputError` unless the directory is absent or empty."""
+        if tf.io.gfile.exists(self.root):
+            if not tf.io.gfile.isdir(self.root):
+                raise InputError(f"--out {self.root} is a file; give a new directory for the run.")
+            if tf.io.gfile.listdir(self.root):
+                raise InputError(f"--out {self.root} already exists and is not empty; choose a new "
+                                 "directory or delete that one.")
+
+    def write_bytes(self, relative: str, data: bytes) -> str:
+        """Writes atomically (temporary file, fsync, rename); returns the SHA-256 of the data."""
+        final = self.path(relative)
+        tf.io.gfile.makedirs(os.path.dirname(final))
+        temporary = f"{final}.tmp-{uuid.uuid4().hex[:8]}"
+        if "://" in final:
+            with tf.io.gfile.GFile(temporary, "wb") as f:
+                f.write(data)
+            tf.io.gfile.rename(temporary, final, overwrite=True)
+        else:
+            with open(temporary, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, final)
+        return hashlib.sha256(data).hexdigest()
+
+    def read_bytes(self, relative: str) -> bytes:
+        with tf.io.gfile.GFile(self.path(relative), "rb") as f:
+            return f.read()
+
+    def write_json(self, relative: str, value) -> str:
+        return self.write_bytes(relative, dumps(value).encode())
+
+    def read_json(self, relative: str):
+        return json.loads(self.read_bytes(relative))
+
+    def write_arrays(self, relative: str, arrays: dict[str, np.ndarray]) -> str:
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return self.write_bytes(relative, buffer.getvalue())
+
+    def read_arrays(self, relative: str) -> dict[str, np.ndarray]:
+        with np.load(io.BytesIO(self.read_bytes(relative)), allow_pickle=False) as f:
+            return {key: f[key] for key in f.files}
+
+    def size(self, relative: str) -> int:
+        return tf.io.gfile.stat(self.path(relative)).length
+
+    def files(self) -> list[str]:
+        """Every file of the run, relative to its root, in sorted order."""
+        found = []
+        for directory, _, names in tf.io.gfile.walk(self.root):
+            prefix = directory[len(self.root):].strip("/")
+            found += [f"{prefix}/{n}" if prefix else n for n in names]
+        return sorted(found)
+
+
+def checkpoint_path(component: str, slice_id: str) -> str:
+    return f"checkpoints/{component}/{slice_id}.npz"
+
+
+def data_path(component: str) -> str:
+    return f"data/{component}.npz"
+
+
+def dumps(value) -> str:
+    """Indented JSON with lists of numbers kept on one line, so large plans stay readable."""
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    return re.sub(r"\[\s+([-\d.,\s]+?)\s+\]", lambda m: "[" + re.sub(r"\s+", " ", m.group(1)) + "]", text)

@@ -1,0 +1,164 @@
+"""Sliced training with replay: one component, slice by slice, from any checkpoint on.
+
+Fitting a component is training it from its initial state; a rewind after a
+deletion is training it from the checkpoint before the first touched slice. Both
+are this one loop, which is what makes a forget equal to a fresh fit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_sisa import replay
+from keras_sisa.callbacks import INITIAL, SliceCheckpoint, read_state, write_state
+from keras_sisa.errors import InputError
+from keras_sisa.models import ComponentState, ModelFn, outputs_probabilities
+from keras_sisa.plan import Component, Plan
+from keras_sisa.seeds import seed_for
+from keras_sisa.store import Store
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    """How each slice trains; the gate has its own epochs and replay ratio, since it is the
+    component that sees every class and dominates the cost of a forget.
+
+    `balance` weights every class equally within a slice: a slice holds all of its new
+    class but only a replayed share of each earlier one, and unweighted training then
+    favours the newest class (measured: gate routing drops for early classes).
+    """
+
+    epochs: int = 3
+    gate_epochs: int = 2
+    replay_ratio: float = 0.5
+    gate_replay_ratio: float = 1.0
+    replay: str = "uniform"
+    balance: bool = True
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("epochs", "gate_epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise InputError(f"Expected {name} to be a positive whole number, got {value!r}.")
+        for name in ("replay_ratio", "gate_replay_ratio"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value < 0:
+                raise InputError(f"Expected {name} to be zero or more, got {value!r}.")
+        if not self.learning_rate > 0:
+            raise InputError(f"Expected learning_rate above zero, got {self.learning_rate!r}.")
+        if self.replay not in replay.STRATEGIES:
+            raise InputError(f"Unknown replay strategy {self.replay!r}; expected one of "
+                             f"{replay.STRATEGIES}.")
+
+
+class Samples:
+    """Training images looked up by sample id."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, ids: np.ndarray):
+        order = np.argsort(ids, kind="stable")
+        self.x, self.y, self.ids = x[order], y[order], np.asarray(ids)[order]
+
+    def rows(self, ids) -> np.ndarray:
+        return np.searchsorted(self.ids, np.asarray(ids, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def enable_determinism(seed: int) -> None:
+    """Seeds every generator and makes TensorFlow's ops deterministic (DESIGN invariant 8)."""
+    tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(seed)
+
+
+def initialise(store: Store, component: Component, builder: ModelFn, input_shape: tuple,
+               seed: int) -> None:
+    """Writes the component's state before its first slice: a seeded, untrained body."""
+    enable_determinism(seed_for(seed, component.name, INITIAL))
+    write_state(store, component.name, INITIAL, ComponentState.initial(builder, input_shape))
+
+
+def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input_shape: tuple,
+                    samples: Samples, config: TrainingConfig, start: int = 0, verbose: int = 1) -> ComponentState:
+    """Trains component `name` over its slices from index `start`, checkpointing each one.
+
+    Slice `start` begins from the checkpoint of slice `start - 1`, so `start > 0`
+    continues or rewinds a component; `start == 0` first writes its initial state.
+    """
+    component = plan.component(name)
+    slices = component.slices
+    if start == 0:
+        initialise(store, component, builder, input_shape, config.seed)
+    state = read_state(store, name, slices[start - 1].id if start else INITIAL)
+    shard_of = plan.shard_of() if component.is_gate else None
+    epochs = config.gate_epochs if component.is_gate else config.epochs
+    ratio = config.gate_replay_ratio if component.is_gate else config.replay_ratio
+    for k in range(start, len(slices)):
+        current = slices[k]
+        seed = seed_for(config.seed, name, current.id)
+        enable_determinism(seed)
+        rows = samples.rows(current.sample_ids)
+        keys = _keys(samples.y[rows], samples.ids[rows], shard_of)
+        outputs = state.outputs + sorted(set(keys.tolist()) - set(state.outputs))
+        state = state.grow(outputs, seed_for(config.seed, name))
+        model = state.build(builder, input_shape)
+        pool = np.asarray([i for s in slices[:k] for i in s.sample_ids], np.int64)
+        count = replay.replay_count(ratio, len(rows), len(pool))
+        losses = lambda ids: _losses(model, samples, ids, outputs, shard_of, config.batch_size)
+        replay_ids = replay.select(pool, count, config.replay, seed, losses)
+        if verbose:
+            print(f"{name} slice {k + 1}/{len(slices)} [{current.id}]: {len(rows)} new + "
+                  f"{len(replay_ids)} replayed, {len(outputs)} outputs", flush=True)
+        if len(outputs) == 1:
+            # A one-output softmax has zero loss and zero gradient: training is a no-op.
+            state = dataclasses.replace(state, replay_ids=replay_ids.tolist())
+            write_state(store, name, current.id, state)
+            continue
+        all_rows = np.concatenate([rows, samples.rows(replay_ids)])
+        x = samples.x[all_rows].astype(np.float32)
+        targets = _targets(_keys(samples.y[all_rows], samples.ids[all_rows], shard_of), outputs)
+        weights = _balanced_weights(samples.y[all_rows]) if config.balance else None
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                      loss=keras.losses.SparseCategoricalCrossentropy(
+                          from_logits=not outputs_probabilities(model)),
+                      metrics=["accuracy"])
+        checkpoint = SliceCheckpoint(store, name, current.id, outputs, replay_ids.tolist())
+        model.fit(x, targets, sample_weight=weights, batch_size=config.batch_size, epochs=epochs, shuffle=True,
+                  callbacks=[checkpoint], verbose=verbose)
+        state = ComponentState.from_model(model, outputs, replay_ids.tolist())
+    return state
+
+
+def _keys(labels: np.ndarray, ids: np.ndarray, shard_of: dict[int, int] | None) -> np.ndarray:
+    """What the component predicts for each sample: its class, or for the gate its shard."""
+    if shard_of is None:
+        return labels
+    return np.asarray([shard_of[int(i)] for i in ids], np.int64)
+
+
+def _balanced_weights(labels: np.ndarray) -> np.ndarray:
+    """Per-sample weights giving every class the same total weight; they average to 1."""
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    return (len(labels) / (len(classes) * counts))[inverse].astype(np.float32)
+
+
+def _targets(keys: np.ndarray, outputs: list[int]) -> np.ndarray:
+    index = {key: k for k, key in enumerate(outputs)}
+    return np.asarray([index[int(key)] for key in keys], np.int64)
+
+
+def _losses(model, samples: Samples, ids, outputs, shard_of, batch_size) -> np.ndarray:
+    """Per-sample cross-entropy of the current model, for loss-prioritised replay."""
+    rows = samples.rows(ids)
+    predictions = model.predict(samples.x[rows].astype(np.float32), batch_size=batch_size, verbose=0)
+    if not outputs_probabilities(model):
+        predictions = keras.ops.convert_to_numpy(keras.ops.softmax(predictions))
+    targets = _targets(_keys(samples.y[rows], samples.ids[rows], shard_of), outputs)
+    return -np.log(np.clip(predictions[np.arange(len(rows)), targets], 1e-12, 1.0))

@@ -1,0 +1,53 @@
+"""Shared fixtures: small real Fashion-MNIST subsets and one fitted run."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from keras_sisa import SISAClassifier, data  # noqa: E402
+from tiny_models import tiny_cnn  # noqa: E402
+
+CLASSES = [0, 1, 5, 7]  # T-shirt/top, Trouser, Sandal, Sneaker
+
+
+@pytest.fixture(scope="session")
+def fashion():
+    """The real Fashion-MNIST, loaded once."""
+    return data.load_fashion_mnist()
+
+
+@pytest.fixture(scope="session")
+def small(fashion):
+    """60 training and 30 test images of each of four real Fashion-MNIST classes, relabelled 0..3."""
+    return subset(fashion, CLASSES, train=60, test=30)
+
+
+def subset(dataset, classes, train, test):
+    def pick(y, n):
+        return np.concatenate([np.flatnonzero(y == c)[:n] for c in classes])
+    rows, test_rows = pick(dataset.y_train, train), pick(dataset.y_test, test)
+    relabel = {c: k for k, c in enumerate(classes)}
+    return data.Dataset(dataset.x_train[rows], np.array([relabel[c] for c in dataset.y_train[rows]]),
+                        dataset.x_test[test_rows], np.array([relabel[c] for c in dataset.y_test[test_rows]]),
+                        [dataset.class_names[c] for c in classes], ids=dataset.ids[rows])
+
+
+def fit_small(directory, dataset, plan=None, **options):
+    """A SISA fit with tiny models: 2 shards, one class per slice, two epochs."""
+    settings = dict(model_fn=tiny_cnn, gate_fn=tiny_cnn, shards=2, epochs=2, gate_epochs=2,
+                    batch_size=32)
+    settings.update(options)
+    sisa = SISAClassifier(str(directory), **settings)
+    return sisa.fit(dataset.x_train, dataset.y_train, dataset.class_names,
+                    test_data=(dataset.x_test, dataset.y_test), sample_ids=dataset.ids, plan=plan,
+                    verbose=0)
+
+
+@pytest.fixture(scope="session")
+def fitted(small, tmp_path_factory):
+    """One fitted run shared by the tests that only read it."""
+    return fit_small(tmp_path_factory.mktemp("runs") / "fitted", small)

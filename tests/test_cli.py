@@ -1,0 +1,91 @@
+"""The command line, end to end on real Fashion-MNIST, and its handling of bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from keras_sisa.cli.main import main
+
+TESTS = os.path.dirname(__file__)
+TINY = ["--shards", "2", "--model", "tiny_models:tiny_cnn", "--gate-model", "tiny_models:tiny_cnn", "--epochs", "1",
+        "--gate-epochs", "1", "--batch-size", "32"]
+
+
+@pytest.fixture(scope="module")
+def npz(small, tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "small.npz"
+    np.savez(path, x_train=small.x_train, y_train=small.y_train, x_test=small.x_test,
+             y_test=small.y_test, class_names=np.array(small.class_names))
+    return str(path)
+
+
+def keras_sisa(*args):
+    """Runs the installed `keras-sisa` entry point in a fresh process."""
+    env = dict(os.environ, PYTHONPATH=TESTS)
+    return subprocess.run(["keras-sisa", *args], capture_output=True, text=True, env=env)
+
+
+def test_fit_info_evaluate_on_fashion_mnist_end_to_end(tmp_path):
+    run = str(tmp_path / "run")
+    fitted = keras_sisa("fit", "--limit-per-class", "30", *TINY, "--shards", "3", "--out", run)
+    assert fitted.returncode == 0, fitted.stderr
+    assert "Fitted 4 components on 300 images of 10 classes" in fitted.stdout
+
+    info = json.loads(keras_sisa("info", run, "--json").stdout)
+    assert len(info["classes"]) == 10 and [c["name"] for c in info["components"]][-1] == "gate"
+    assert all(c["checkpoints"] == len(c["slices"]) for c in info["components"])
+
+    report = json.loads(keras_sisa("evaluate", run, "--json").stdout)
+    assert report["count"] == 10000 and 0.1 < report["accuracy"] <= 1.0
+
+
+def test_info_prints_a_readable_summary(fitted):
+    result = CliRunner().invoke(main, ["info", fitted.directory])
+    assert result.exit_code == 0
+    assert "gate" in result.output and "checkpoints" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "nope"], "Unknown dataset 'nope'"),
+    (["--shards", "0"], "--shards to be 1 or more"),
+    (["--shards", "99"], "more than the 4 classes"),
+    (["--class-order", "Sneakers"], "Did you mean 'Sneaker'"),
+    (["--model", "no_such_module:f"], "Cannot import model builder"),
+    (["--replay-ratio", "-1"], "replay_ratio"),
+    (["--npz", "missing.npz"], "No such npz file"),
+])
+def test_bad_fit_options_print_one_line_exit_2_and_write_nothing(npz, tmp_path, args, message):
+    out = tmp_path / "run"
+    options = ["--npz", npz] if "--npz" not in args and "--dataset" not in args else []
+    result = CliRunner().invoke(main, ["fit", *options, *args, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and result.output.count("\n") == 1
+    assert not out.exists()
+
+
+def test_fit_into_an_occupied_directory_exits_2_and_leaves_it_alone(npz, tmp_path):
+    (tmp_path / "keep.txt").write_text("x")
+    result = CliRunner().invoke(main, ["fit", "--npz", npz, *TINY, "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "not empty" in result.output
+    assert os.listdir(tmp_path) == ["keep.txt"]
+
+
+def test_commands_on_a_directory_that_is_not_a_run_exit_2(tmp_path):
+    for command in ("info", "evaluate"):
+        result = CliRunner().invoke(main, [command, str(tmp_path)])
+        assert result.exit_code == 2 and "is not a keras-sisa run" in result.output
+
+
+def test_entry_point_module_layout():
+    import keras_sisa.cli
+    import keras_sisa.export
+
+    assert keras_sisa.cli.__file__.endswith(os.path.join("cli", "__init__.py"))
+    assert keras_sisa.export.__name__ == "keras_sisa.export"
+    assert subprocess.run([sys.executable, "-c", "import cli"], capture_output=True,
+                          cwd="/").returncode != 0
