@@ -13,21 +13,23 @@ import click
 
 from keras_sisa import data as sources
 from keras_sisa.classifier import SISAClassifier, load
-from keras_sisa.errors import InputError
+from keras_sisa.export import FORMATS, QUANTIZATIONS
+from keras_sisa.errors import ExportError, InputError
 from keras_sisa.models import default_cnn, small_gate
 from keras_sisa.store import Store
 from keras_sisa.training import TrainingConfig
 
 
 class Commands(click.Group):
-    """A click group that turns `InputError` into one line on stderr and exit code 2."""
+    """A click group that prints our errors as one line on stderr: exit 2 for bad input,
+    1 for an export that failed its checks."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except InputError as error:
+        except (InputError, ExportError) as error:
             click.echo(f"Error: {error}", err=True)
-            sys.exit(2)
+            sys.exit(2 if isinstance(error, InputError) else 1)
 
 
 @click.group(cls=Commands)
@@ -104,15 +106,26 @@ def fit(out, dataset, data_dir, test_dir, test_split, image_size, npz, limit_per
                f"{100 * report['accuracy']:.2f}%. Run: {out}")
 
 
+json_flag = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+def show(value, as_json: bool, as_text) -> None:
+    """Prints `value` as JSON with --json, otherwise through `as_text(value)`."""
+    if as_json:
+        click.echo(json.dumps(value, indent=2))
+    else:
+        as_text(value)
+
+
 @main.command()
 @click.argument("run")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_flag
 def evaluate(run, as_json) -> None:
     """Accuracy of the run's ensemble on its test set, overall and per class."""
-    report = load(run).evaluate()
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-        return
+    show(load(run).evaluate(), as_json, evaluation_text)
+
+
+def evaluation_text(report: dict) -> None:
     click.echo(f"accuracy {100 * report['accuracy']:.2f}% on {report['count']} test images")
     for name, value in report["per_class"].items():
         click.echo(f"  {name:<20} {100 * value:6.2f}%")
@@ -120,13 +133,13 @@ def evaluate(run, as_json) -> None:
 
 @main.command()
 @click.argument("run")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_flag
 def info(run, as_json) -> None:
-    """Classes, shards, slices per component, checkpoints and sizes of a run."""
-    details = load(run).info()
-    if as_json:
-        click.echo(json.dumps(details, indent=2))
-        return
+    """Classes, shards, slices per component, checkpoints, sizes and receipts of a run."""
+    show(load(run).info(), as_json, info_text)
+
+
+def info_text(details: dict) -> None:
     click.echo(f"{details['directory']}: {details['status']}, strategy {details['strategy']}, "
                f"input {tuple(details['input_shape'])}, {details['total_bytes'] / 1e6:.1f} MB")
     click.echo(f"classes: {', '.join(details['classes'])}")
@@ -136,6 +149,11 @@ def info(run, as_json) -> None:
         click.echo(f"  {c['name']:<10} {c['samples']:>7} samples, {c['checkpoints']} checkpoints "
                    f"({c['checkpoint_bytes'] / 1e6:.1f} MB), slices {' '.join(c['slices'])}; "
                    f"classes {', '.join(c['classes'])}")
+    for r in details["receipts"]:
+        rewound = ", ".join(f"{name} to {step['to_slice']}" for name, step in r["rewound"].items())
+        click.echo(f"  receipt {r['id']} ({r['time']}): forgot {r['deleted_count']} images"
+                   f"{' of ' + ', '.join(r['classes']) if r['classes'] else ''} in {r['seconds']:.1f} s; "
+                   f"rewound {rewound}")
 
 
 @main.command()
@@ -179,18 +197,40 @@ def read_ids(path: str | None) -> list[int]:
 
 @main.command()
 @click.argument("run")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_flag
 def verify(run, as_json) -> None:
     """Prove the run's forgets exact: refit touched components from scratch, compare weights."""
     rows = load(run).verify()
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-    else:
-        if not rows:
-            click.echo("No forget has touched any component: nothing to verify.")
-        for row in rows:
-            verdict = "identical" if row["identical"] else "MISMATCH"
-            click.echo(f"  {row['component']:<10} {verdict:<9} stored {row['stored'][:12]} refit "
-                       f"{row['refit'][:12]} ({row['seconds']:.1f} s)")
+    show(rows, as_json, verification_text)
     if not all(row["identical"] for row in rows):
         sys.exit(1)
+
+
+def verification_text(rows: list[dict]) -> None:
+    if not rows:
+        click.echo("No forget has touched any component: nothing to verify.")
+    for row in rows:
+        verdict = "identical" if row["identical"] else "MISMATCH"
+        click.echo(f"  {row['component']:<10} {verdict:<9} stored {row['stored'][:12]} refit "
+                   f"{row['refit'][:12]} ({row['seconds']:.1f} s)")
+
+
+@main.command()
+@click.argument("run")
+@click.option("--out", required=True, help="New directory for the exported files.")
+@click.option("--format", "format_", type=click.Choice(FORMATS), default="both", show_default=True)
+@click.option("--quantize", type=click.Choice(QUANTIZATIONS), default="none", show_default=True)
+@json_flag
+def export(run, out, format_, quantize, as_json) -> None:
+    """Export the current ensemble as SavedModel and/or TFLite, checked against Keras in LiteRT."""
+    show(load(run).export(out, format=format_, quantize=quantize), as_json, export_text(out))
+
+
+def export_text(out: str):
+    def echo(report: dict) -> None:
+        for name, scores in report["formats"].items():
+            latency = f", {scores['latency_ms']:.2f} ms/image" if "latency_ms" in scores else ""
+            click.echo(f"{name}: {scores['bytes'] / 1e6:.2f} MB, agreement {100 * scores['agreement']:.2f}%, "
+                       f"accuracy {100 * scores['accuracy']:.2f}%{latency}")
+        click.echo(f"Exported {len(report['labels'])} classes ({report['quantize']}) to {out}")
+    return echo

@@ -16,6 +16,7 @@ from keras_sisa.callbacks import read_state
 from keras_sisa.data import Dataset, validate
 from keras_sisa.ensemble import build_ensemble
 from keras_sisa.errors import InputError
+from keras_sisa.export import export as export_files
 from keras_sisa.metrics import accuracy_report
 from keras_sisa.models import ComponentState, ModelFn
 from keras_sisa.store import FORMAT, MANIFEST, PLAN, Store, checkpoint_path, data_path
@@ -137,6 +138,13 @@ class SISAClassifier:
 
     def receipts(self) -> list[dict]:
         return [self.store.read_json(f"receipts/{r:04d}.json") for r in self.manifest.get("receipts", [])]
+
+    def export(self, directory: str, format: str = "both", quantize: str = "none", **options) -> dict:
+        """Writes the ensemble as it stands now as a SavedModel and/or TFLite file, parity-checked.
+
+        See `keras_sisa.export.export` for the files and the report it returns.
+        """
+        return export_files(self, directory, format=format, quantize=quantize, **options)
 
     def predict(self, x, batch_size: int = 256) -> np.ndarray:
         """Probabilities over the label space (`self.classes`), from raw 0..255 images."""

@@ -81,11 +81,15 @@ def test_commands_on_a_directory_that_is_not_a_run_exit_2(tmp_path):
         assert result.exit_code == 2 and "is not a keras-sisa run" in result.output
 
 
-def test_entry_point_module_layout():
-    import keras_sisa.cli
-    import keras_sisa.export
+def test_wheel_installs_cli_and_export_inside_the_package(tmp_path):
+    import zipfile
 
-    assert keras_sisa.cli.__file__.endswith(os.path.join("cli", "__init__.py"))
-    assert keras_sisa.export.__name__ == "keras_sisa.export"
-    assert subprocess.run([sys.executable, "-c", "import cli"], capture_output=True,
-                          cwd="/").returncode != 0
+    root = os.path.dirname(TESTS)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                            "-w", str(tmp_path), root], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("keras_sisa-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
+    assert top == {"keras_sisa"}
+    assert "keras_sisa/cli/main.py" in names and "keras_sisa/export/__init__.py" in names
