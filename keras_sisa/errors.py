@@ -7,3 +7,7 @@ class InputError(ValueError):
     The CLI prints it as one line and exits with code 2; everything else is a bug
     and keeps its traceback.
     """
+
+
+class ExportError(RuntimeError):
+    """An export that did not meet its checks (e.g. TFLite parity); nothing was written."""

@@ -1,0 +1,147 @@
+"""Export of the ensemble as it stands now (after any forgets) to SavedModel and TFLite.
+
+Everything is built in a scratch directory beside the target and renamed into place
+only when the parity check passes, so a failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+
+import keras
+import numpy as np
+
+from keras_sisa.errors import ExportError, InputError
+from keras_sisa.export import parity, tflite
+from keras_sisa.store import MANIFEST, Store, dumps
+from keras_sisa.unlearning import load_samples
+
+FORMATS = ("saved_model", "tflite", "both")
+# Minimum top-1 agreement with the Keras ensemble, by quantization.
+THRESHOLDS = {"none": 0.995, "float16": 0.995, "dynamic": 0.985, "int8": 0.985}
+
+
+def export(sisa, directory: str, format: str = "both", quantize: str = "none",
+           parity_images: int = 1000, calibration_images: int = 300, latency_runs: int = 200) -> dict:
+    """Writes `saved_model/` and/or `model.tflite`, `labels.txt` and `metadata.json` to `directory`.
+
+    Returns the report also stored in `metadata.json`: per format, file size, top-1
+    agreement with the Keras ensemble and accuracy on held-out images of retained
+    classes, and for TFLite the LiteRT latency per image.
+    """
+    if format not in FORMATS:
+        raise InputError(f"Unknown export format {format!r}; expected one of {FORMATS}.")
+    if quantize not in tflite.QUANTIZATIONS:
+        raise InputError(f"Unknown quantization {quantize!r}; expected one of {tflite.QUANTIZATIONS}.")
+    if quantize != "none" and format == "saved_model":
+        raise InputError(f"--quantize {quantize} applies to TFLite; use --format tflite or both.")
+    if keras.backend.backend() != "tensorflow":
+        raise InputError(f"Export needs the TensorFlow backend, but Keras runs on "
+                         f"{keras.backend.backend()!r}; set KERAS_BACKEND=tensorflow.")
+    Store(directory).check_new()
+    parent = os.path.dirname(os.path.abspath(directory))
+    os.makedirs(parent, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    try:
+        report = _build(sisa, scratch, format, quantize, parity_images, calibration_images, latency_runs)
+        if os.path.isdir(directory):
+            os.rmdir(directory)
+        os.replace(scratch, directory)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return report
+
+
+def _build(sisa, out: str, format: str, quantize: str, parity_images: int, calibration_images: int,
+           latency_runs: int) -> dict:
+    model = sisa.to_keras()
+    saved_model = os.path.join(out, "saved_model")
+    model.export(saved_model, format="tf_saved_model", verbose=False)
+    images, labels = _held_out(sisa, parity_images)
+    reference = model.predict(images.astype(np.float32), verbose=0)
+    classes = np.asarray(sisa.classes)
+    threshold = THRESHOLDS[quantize]
+    formats = {}
+    if format in ("saved_model", "both"):
+        predicted = parity.saved_model_predict(saved_model, images)
+        formats["saved_model"] = _scores(reference, predicted, classes, labels, _size(saved_model))
+    calibration = None
+    if format in ("tflite", "both"):
+        calibration = _calibration(sisa, calibration_images) if quantize == "int8" else None
+        data = tflite.convert(saved_model, quantize, None if calibration is None else calibration["images"])
+        path = os.path.join(out, "model.tflite")
+        with open(path, "wb") as f:
+            f.write(data)
+        lite = parity.LiteModel(path)
+        formats["tflite"] = _scores(reference, lite.predict(images), classes, labels, len(data))
+        formats["tflite"]["latency_ms"] = lite.latency_ms(images[0], latency_runs)
+        formats["tflite"]["input_dtype"] = np.dtype(lite.input["dtype"]).name
+    if format == "tflite":
+        shutil.rmtree(saved_model)
+    for name, scores in formats.items():
+        if scores["agreement"] < threshold:
+            raise ExportError(f"The {name} export agrees with the Keras ensemble on only "
+                              f"{100 * scores['agreement']:.2f}% of test images (needs "
+                              f"{100 * threshold:.1f}% for --quantize {quantize}); nothing was written.")
+    names = [sisa.class_names[c] for c in sisa.classes]
+    with open(os.path.join(out, "labels.txt"), "w") as f:
+        f.write("".join(f"{name}\n" for name in names))
+    report = {
+        "labels": names,
+        "label_indices": list(sisa.classes),
+        "forgotten": [sisa.class_names[c] for c in sisa.manifest["forgotten"]],
+        "receipts": sisa.manifest.get("receipts", []),
+        "manifest_sha256": hashlib.sha256(sisa.store.read_bytes(MANIFEST)).hexdigest(),
+        "input": {"shape": [None, *sisa.input_shape],
+                  "dtype": formats.get("tflite", {}).get("input_dtype", "float32"),
+                  "range": [0, 255]},
+        "preprocessing": "inside the graph: raw pixel values 0..255 in, each model rescales by 1/255",
+        "output": "probabilities over `labels`, in order",
+        "quantize": quantize,
+        "parity_images": int(len(images)),
+        "calibration": None if calibration is None else {
+            "count": len(calibration["ids"]), "ids": calibration["ids"]},
+        "formats": formats,
+        "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    with open(os.path.join(out, "metadata.json"), "w") as f:
+        f.write(dumps(report))
+    return report
+
+
+def _held_out(sisa, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Test images of retained classes (the run's test set holds no forgotten class)."""
+    if not sisa.store.exists("data/test.npz"):
+        raise InputError(f"The run {sisa.directory} holds no test data to check the export against; "
+                         "fit it with test_data.")
+    test = sisa.store.read_arrays("data/test.npz")
+    keep = np.flatnonzero(np.isin(test["y"], sisa.classes))[:count]
+    return test["x"][keep], test["y"][keep]
+
+
+def _calibration(sisa, count: int) -> dict:
+    """A seeded draw of retained training images for int8 calibration, checked against deletions."""
+    samples = load_samples(sisa.store, sisa.plan)
+    rng = np.random.default_rng(sisa.config.seed)
+    rows = np.sort(rng.choice(len(samples), min(count, len(samples)), replace=False))
+    ids = samples.ids[rows].tolist()
+    deleted = set(sisa.manifest.get("deleted_ids", []))
+    if deleted.intersection(ids) or not np.isin(samples.y[rows], sisa.classes).all():
+        raise ExportError("Calibration data would include a deleted sample; the run is inconsistent. "
+                          "Run `keras-sisa verify` and refit.")
+    return {"images": samples.x[rows], "ids": ids}
+
+
+def _scores(reference, predicted, classes, labels, size: int) -> dict:
+    return {"agreement": parity.agreement(reference, predicted),
+            "accuracy": float(np.mean(classes[np.argmax(predicted, axis=1)] == labels)),
+            "bytes": int(size)}
+
+
+def _size(directory: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(directory) for f in files)
