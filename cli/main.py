@@ -87,8 +87,15 @@ def positive(ctx, param, value):
 def fit(out, dataset, data_dir, test_dir, test_split, image_size, npz, limit_per_class, shards,
         classes_per_slice, class_order, strategy, grouping, slices, epochs, gate_epochs, replay_ratio,
         gate_replay_ratio, replay, batch_size, seed, model_fn, gate_fn) -> None:
-    """Train a SISA ensemble and write the run to --out."""
-    Store(out).check_new()
+    """Train a SISA ensemble and write the run to --out; run it again to finish an interrupted fit."""
+    verbose = 1 if sys.stdout.isatty() else 2
+    store = Store(out)
+    if store.is_run and store.read_json("manifest.json")["status"] == "fitting":
+        click.echo(f"Resuming the interrupted fit of {out} from its last slice checkpoints.")
+        sisa = load(out).resume(verbose=verbose)
+        return fitted_text(sisa, out)
+    if not (store.is_run and store.read_json("manifest.json")["status"] == "preparing"):
+        store.check_new()
     data = sources.load(dataset, data_dir, test_dir, npz, limit_per_class, test_split=test_split,
                         image_size=parse_image_size(image_size), seed=seed)
     sisa = SISAClassifier(out, model_fn or default_cnn, gate_fn or small_gate, shards=shards,
@@ -99,11 +106,16 @@ def fit(out, dataset, data_dir, test_dir, test_split, image_size, npz, limit_per
                           replay_ratio=replay_ratio, gate_replay_ratio=gate_replay_ratio,
                           replay=replay, batch_size=batch_size, seed=seed)
     sisa.fit(data.x_train, data.y_train, data.class_names, test_data=(data.x_test, data.y_test),
-             sample_ids=data.ids, verbose=1 if sys.stdout.isatty() else 2)
-    report = sisa.evaluate()
-    click.echo(f"Fitted {len(sisa.plan.components)} components on {len(data.y_train)} images of "
+             sample_ids=data.ids, verbose=verbose)
+    fitted_text(sisa, out)
+
+
+def fitted_text(sisa: SISAClassifier, out: str) -> None:
+    images = sum(len(e.sample_ids) for e in sisa.plan.experts)
+    accuracy = sisa.evaluate()["accuracy"] if sisa.store.exists("data/test.npz") else float("nan")
+    click.echo(f"Fitted {len(sisa.plan.components)} components on {images} images of "
                f"{len(sisa.classes)} classes in {sisa.manifest['fit_seconds']:.1f} s; test accuracy "
-               f"{100 * report['accuracy']:.2f}%. Run: {out}")
+               f"{100 * accuracy:.2f}%. Run: {out}")
 
 
 json_flag = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
@@ -162,10 +174,12 @@ def info_text(details: dict) -> None:
 @click.option("--samples", "samples_file", type=click.Path(), default=None,
               help="File of sample ids to forget, one per line.")
 def forget(run, classes, samples_file) -> None:
-    """Forget classes and samples exactly, by rewinding the components that held them."""
-    if not classes and samples_file is None:
-        raise InputError("Nothing to forget: give --class NAME (repeatable) or --samples FILE.")
+    """Forget classes and samples exactly, by rewinding the components that held them.
+
+    Without --class or --samples, finishes a forget that was interrupted."""
     sisa = load(run)
+    if not classes and samples_file is None and "pending_forget" not in sisa.manifest:
+        raise InputError("Nothing to forget: give --class NAME (repeatable) or --samples FILE.")
     receipt = sisa.forget(classes=list(classes), samples=read_ids(samples_file),
                           verbose=1 if sys.stdout.isatty() else 0)
     if receipt.get("noop"):
@@ -220,10 +234,14 @@ def verification_text(rows: list[dict]) -> None:
 @click.option("--out", required=True, help="New directory for the exported files.")
 @click.option("--format", "format_", type=click.Choice(FORMATS), default="both", show_default=True)
 @click.option("--quantize", type=click.Choice(QUANTIZATIONS), default="none", show_default=True)
+@click.option("--prune", type=float, default=None,
+              help="Prune to this sparsity (e.g. 0.8) with a short fine-tune on retained data.")
+@click.option("--qat", is_flag=True, help="Quantization-aware fine-tune, then int8 conversion.")
 @json_flag
-def export(run, out, format_, quantize, as_json) -> None:
+def export(run, out, format_, quantize, prune, qat, as_json) -> None:
     """Export the current ensemble as SavedModel and/or TFLite, checked against Keras in LiteRT."""
-    show(load(run).export(out, format=format_, quantize=quantize), as_json, export_text(out))
+    report = load(run).export(out, format=format_, quantize=quantize, prune=prune, qat=qat)
+    show(report, as_json, export_text(out))
 
 
 def export_text(out: str):
@@ -232,5 +250,17 @@ def export_text(out: str):
             latency = f", {scores['latency_ms']:.2f} ms/image" if "latency_ms" in scores else ""
             click.echo(f"{name}: {scores['bytes'] / 1e6:.2f} MB, agreement {100 * scores['agreement']:.2f}%, "
                        f"accuracy {100 * scores['accuracy']:.2f}%{latency}")
+        if report["compression"]:
+            c = report["compression"]
+            click.echo(f"compressed: sparsity {100 * c['sparsity']:.1f}%, agreement with the ensemble "
+                       f"{100 * c['agreement_with_ensemble']:.2f}%")
         click.echo(f"Exported {len(report['labels'])} classes ({report['quantize']}) to {out}")
     return echo
+
+
+@main.command()
+@click.argument("run")
+def repair(run) -> None:
+    """Refit every component whose checkpoint is missing or corrupted, from its last good slice."""
+    problems = load(run, check=False).repair(verbose=1 if sys.stdout.isatty() else 0)
+    click.echo("\n".join(f"repaired: {p}" for p in problems) or f"{run}: every file matches its checksum.")

@@ -18,6 +18,7 @@ import numpy as np
 
 from keras_sisa.errors import ExportError, InputError
 from keras_sisa.export import parity, tflite
+from keras_sisa.export.compression import Compression, compressed_ensemble
 from keras_sisa.store import MANIFEST, Store, dumps
 from keras_sisa.unlearning import load_samples
 
@@ -27,19 +28,27 @@ THRESHOLDS = {"none": 0.995, "float16": 0.995, "dynamic": 0.985, "int8": 0.985}
 
 
 def export(sisa, directory: str, format: str = "both", quantize: str = "none",
-           parity_images: int = 1000, calibration_images: int = 300, latency_runs: int = 200) -> dict:
+           prune: float | None = None, qat: bool = False, parity_images: int = 1000,
+           calibration_images: int = 300, latency_runs: int = 200, verbose: int = 0) -> dict:
     """Writes `saved_model/` and/or `model.tflite`, `labels.txt` and `metadata.json` to `directory`.
 
-    Returns the report also stored in `metadata.json`: per format, file size, top-1
-    agreement with the Keras ensemble and accuracy on held-out images of retained
-    classes, and for TFLite the LiteRT latency per image.
+    `prune` (target sparsity) or `qat` first fine-tune every component with tfmot on
+    retained data; `qat` converts to int8. Returns the report also stored in
+    `metadata.json`: per format, file size, top-1 agreement with the Keras model it was
+    converted from and accuracy on held-out images of retained classes, and for TFLite
+    the LiteRT latency per image.
     """
+    compression = Compression(prune, qat)
+    if qat and quantize == "none":
+        quantize = "int8"
     if format not in FORMATS:
         raise InputError(f"Unknown export format {format!r}; expected one of {FORMATS}.")
     if quantize not in tflite.QUANTIZATIONS:
         raise InputError(f"Unknown quantization {quantize!r}; expected one of {tflite.QUANTIZATIONS}.")
     if quantize != "none" and format == "saved_model":
         raise InputError(f"--quantize {quantize} applies to TFLite; use --format tflite or both.")
+    if qat and quantize != "int8":
+        raise InputError(f"--qat prepares the model for int8; drop --quantize {quantize} or use int8.")
     if keras.backend.backend() != "tensorflow":
         raise InputError(f"Export needs the TensorFlow backend, but Keras runs on "
                          f"{keras.backend.backend()!r}; set KERAS_BACKEND=tensorflow.")
@@ -48,7 +57,8 @@ def export(sisa, directory: str, format: str = "both", quantize: str = "none",
     os.makedirs(parent, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
-        report = _build(sisa, scratch, format, quantize, parity_images, calibration_images, latency_runs)
+        report = _build(sisa, scratch, format, quantize, compression, parity_images, calibration_images,
+                        latency_runs, verbose)
         if os.path.isdir(directory):
             os.rmdir(directory)
         os.replace(scratch, directory)
@@ -57,19 +67,26 @@ def export(sisa, directory: str, format: str = "both", quantize: str = "none",
     return report
 
 
-def _build(sisa, out: str, format: str, quantize: str, parity_images: int, calibration_images: int,
-           latency_runs: int) -> dict:
-    model = sisa.to_keras()
+def _build(sisa, out: str, format: str, quantize: str, compression: Compression, parity_images: int,
+           calibration_images: int, latency_runs: int, verbose: int) -> dict:
+    images, labels = _held_out(sisa, parity_images)
+    model, compressed = sisa.to_keras(), None
+    ensemble = model.predict(images.astype(np.float32), verbose=0)
+    if compression.active:
+        model, compressed = compressed_ensemble(sisa, compression, verbose)
+        compressed.update(prune=compression.prune, qat=compression.qat)
     saved_model = os.path.join(out, "saved_model")
     model.export(saved_model, format="tf_saved_model", verbose=False)
-    images, labels = _held_out(sisa, parity_images)
     reference = model.predict(images.astype(np.float32), verbose=0)
-    classes = np.asarray(sisa.classes)
+    score = lambda predicted, size: {
+        "agreement": parity.agreement(reference, predicted),
+        "agreement_with_ensemble": parity.agreement(ensemble, predicted),
+        "accuracy": float(np.mean(np.asarray(sisa.classes)[np.argmax(predicted, axis=1)] == labels)),
+        "bytes": int(size)}
     threshold = THRESHOLDS[quantize]
     formats = {}
     if format in ("saved_model", "both"):
-        predicted = parity.saved_model_predict(saved_model, images)
-        formats["saved_model"] = _scores(reference, predicted, classes, labels, _size(saved_model))
+        formats["saved_model"] = score(parity.saved_model_predict(saved_model, images), _size(saved_model))
     calibration = None
     if format in ("tflite", "both"):
         calibration = _calibration(sisa, calibration_images) if quantize == "int8" else None
@@ -78,7 +95,7 @@ def _build(sisa, out: str, format: str, quantize: str, parity_images: int, calib
         with open(path, "wb") as f:
             f.write(data)
         lite = parity.LiteModel(path)
-        formats["tflite"] = _scores(reference, lite.predict(images), classes, labels, len(data))
+        formats["tflite"] = score(lite.predict(images), len(data))
         formats["tflite"]["latency_ms"] = lite.latency_ms(images[0], latency_runs)
         formats["tflite"]["input_dtype"] = np.dtype(lite.input["dtype"]).name
     if format == "tflite":
@@ -103,6 +120,7 @@ def _build(sisa, out: str, format: str, quantize: str, parity_images: int, calib
         "preprocessing": "inside the graph: raw pixel values 0..255 in, each model rescales by 1/255",
         "output": "probabilities over `labels`, in order",
         "quantize": quantize,
+        "compression": compressed,
         "parity_images": int(len(images)),
         "calibration": None if calibration is None else {
             "count": len(calibration["ids"]), "ids": calibration["ids"]},
@@ -135,12 +153,6 @@ def _calibration(sisa, count: int) -> dict:
         raise ExportError("Calibration data would include a deleted sample; the run is inconsistent. "
                           "Run `keras-sisa verify` and refit.")
     return {"images": samples.x[rows], "ids": ids}
-
-
-def _scores(reference, predicted, classes, labels, size: int) -> dict:
-    return {"agreement": parity.agreement(reference, predicted),
-            "accuracy": float(np.mean(classes[np.argmax(predicted, axis=1)] == labels)),
-            "bytes": int(size)}
 
 
 def _size(directory: str) -> int:

@@ -17,10 +17,11 @@ from keras_sisa.data import Dataset, validate
 from keras_sisa.ensemble import build_ensemble
 from keras_sisa.errors import InputError
 from keras_sisa.export import export as export_files
+from keras_sisa.locking import LOCK, RunLock
 from keras_sisa.metrics import accuracy_report
 from keras_sisa.models import ComponentState, ModelFn
 from keras_sisa.store import FORMAT, MANIFEST, PLAN, Store, checkpoint_path, data_path
-from keras_sisa.training import Samples, TrainingConfig, train_component
+from keras_sisa.training import TrainingConfig, train_component
 
 STRATEGIES = ("class", "random")
 GROUPINGS = ("similar", "dealt")
@@ -88,6 +89,10 @@ class SISAClassifier:
         `plan` replaces the computed plan, e.g. another run's plan with data removed:
         that is the fit a forget must reproduce exactly.
         """
+        self._discard_unprepared()
+        if self.store.is_run and self.store.read_json(MANIFEST)["status"] == "fitting":
+            raise InputError(f"{self.directory} holds an interrupted fit; finish it with "
+                             "`keras_sisa.load(directory).resume()` or the same `keras-sisa fit`.")
         self.store.check_new()
         names = class_names or [str(c) for c in range(int(np.max(y)) + 1)]
         x_test, y_test = test_data if test_data is not None else (x[:1], np.asarray(y)[:1])
@@ -98,29 +103,54 @@ class SISAClassifier:
             raise InputError(f"The plan names {len(unknown)} sample ids not in the data, e.g. "
                              f"{min(unknown)}; give the data the plan was made for.")
         self._check_builders(data.input_shape)
-        started = time.perf_counter()
         self.store.create()
-        for expert in plan.experts:
-            rows = _rows(data.ids, expert.sample_ids)
-            self.store.write_arrays(data_path(expert.name),
-                                    {"x": data.x_train[rows], "y": data.y_train[rows], "ids": data.ids[rows]})
-        if test_data is not None:
-            self.store.write_arrays("data/test.npz", {"x": data.x_test, "y": data.y_test})
-        self.store.write_json(PLAN, plan.to_json())
-        self.manifest = self._new_manifest(data)
-        self.store.write_json(MANIFEST, self.manifest)
-        samples = Samples(data.x_train, data.y_train, data.ids)
-        seconds = {}
-        for component in plan.components:
-            began = time.perf_counter()
-            train_component(self.store, plan, component.name, self._builder(component),
-                            data.input_shape, samples, self.config, verbose=verbose)
-            seconds[component.name] = time.perf_counter() - began
-        self.plan = plan
-        self.manifest.update(status="fitted", fit_seconds=time.perf_counter() - started,
-                             component_seconds=seconds)
-        self._commit()
+        with RunLock(self.directory, "fit"):
+            self.store.check_new(ignore=[LOCK])
+            # "preparing" until data, plan and manifest are all written: such a run is discarded.
+            self.manifest = self._new_manifest(data)
+            self.store.write_json(MANIFEST, self.manifest)
+            for expert in plan.experts:
+                rows = _rows(data.ids, expert.sample_ids)
+                self.store.write_arrays(data_path(expert.name), {
+                    "x": data.x_train[rows], "y": data.y_train[rows], "ids": data.ids[rows]})
+            if test_data is not None:
+                self.store.write_arrays("data/test.npz", {"x": data.x_test, "y": data.y_test})
+            self.store.write_json(PLAN, plan.to_json())
+            self.plan = plan
+            self.manifest["status"] = "fitting"
+            self.store.write_json(MANIFEST, self.manifest)
+            self._train_remaining(verbose)
         return self
+
+    def resume(self, verbose: int = 1) -> SISAClassifier:
+        """Finishes an interrupted fit from the last complete slice checkpoint of each component."""
+        with RunLock(self.directory, "fit"):
+            self._reload()
+            if self.manifest["status"] != "fitting":
+                raise InputError(f"{self.directory} has no interrupted fit to resume (it is "
+                                 f"{self.manifest['status']}).")
+            self._train_remaining(verbose)
+        return self
+
+    def _train_remaining(self, verbose: int) -> None:
+        """Trains every component from its first slice without a checkpoint, then commits."""
+        samples = unlearning.load_samples(self.store, self.plan)
+        seconds = self.manifest.setdefault("component_seconds", {})
+        for component in self.plan.components:
+            start = unlearning.resume_point(self.store, component)
+            if start == len(component.slices):
+                continue
+            began = time.perf_counter()
+            train_component(self.store, self.plan, component.name, self._builder(component),
+                            self.input_shape, samples, self.config, start=start, verbose=verbose)
+            seconds[component.name] = seconds.get(component.name, 0.0) + time.perf_counter() - began
+        self.manifest.update(status="fitted", fit_seconds=sum(seconds.values()))
+        self._commit()
+
+    def _discard_unprepared(self) -> None:
+        """Deletes a run whose fit was interrupted before its data and plan were written."""
+        if self.store.is_run and self.store.read_json(MANIFEST)["status"] == "preparing":
+            tf.io.gfile.rmtree(self.store.root)
 
     def forget(self, classes=(), samples=(), verbose: int = 1) -> dict:
         """Forgets whole classes (names or indices) and single samples (ids), exactly.
@@ -128,9 +158,24 @@ class SISAClassifier:
         Each component is rewound to the checkpoint before the first slice that held
         deleted data and retrained from there; the result is bit-identical to a fit
         without that data. A forgotten class leaves the label space. Returns the
-        receipt, also written to the run's `receipts/` folder.
+        receipt, also written to the run's `receipts/` folder. Waits for any other
+        command writing the run, then first finishes a forget that was interrupted.
         """
-        return unlearning.forget(self, classes, samples, verbose=verbose)
+        with RunLock(self.directory, "forget"):
+            self._reload()
+            if "pending_forget" in self.manifest:
+                if verbose:
+                    print(f"Finishing the interrupted forget {self.manifest['pending_forget']['id']}.")
+                finished = unlearning.complete_pending(self, verbose)
+                if not list(classes) and not list(samples):
+                    return finished
+            return unlearning.forget(self, classes, samples, verbose=verbose)
+
+    def _reload(self) -> None:
+        """Reads manifest and plan again: another command may have changed them."""
+        self.manifest = self.store.read_json(MANIFEST)
+        self.plan = plans.Plan.from_json(self.store.read_json(PLAN))
+        self._model = None
 
     def verify(self, verbose: int = 0) -> list[dict]:
         """Refits every component a forget touched from scratch and compares weights bit for bit."""
@@ -167,6 +212,11 @@ class SISAClassifier:
 
     def to_keras(self) -> keras.Model:
         """The ensemble as one Keras model: raw images in, probabilities over `classes` out."""
+        status = self.manifest["status"]
+        if status != "fitted":
+            action = "keras-sisa forget RUN" if status == "forgetting" else "keras-sisa fit --out RUN"
+            raise InputError(f"The run {self.directory} is {status}: a command was interrupted or is "
+                             f"running. Run `{action}` to finish it.")
         if self._model is None:
             states = {c.name: read_state(self.store, c.name, c.slices[-1].id) for c in self.plan.components}
             self._model = build_ensemble(self.plan, states, self.model_fn, self.gate_fn,
@@ -199,7 +249,9 @@ class SISAClassifier:
         names = self.class_names
         components = []
         for component in self.plan.components:
-            files = [checkpoint_path(component.name, s.id) for s in component.slices]
+            # During or after an interrupted command some checkpoints may be gone: count what is there.
+            files = [f for f in (checkpoint_path(component.name, s.id) for s in component.slices)
+                     if self.store.exists(f)]
             components.append({
                 "name": component.name,
                 "classes": [names[c] for c in sorted({c for s in component.slices for c in s.classes})],
@@ -220,6 +272,8 @@ class SISAClassifier:
             "fit_seconds": self.manifest.get("fit_seconds"),
             "receipts": [{k: r[k] for k in ("id", "time", "classes", "deleted_count", "rewound")}
                          | {"seconds": r["seconds"]["total"]} for r in self.receipts()],
+            "pending_forget": {k: v for k, v in self.manifest["pending_forget"].items() if k != "deleted"}
+            if "pending_forget" in self.manifest else None,
         }
 
     def _plan(self, data: Dataset) -> plans.Plan:
@@ -246,7 +300,7 @@ class SISAClassifier:
     def _new_manifest(self, data: Dataset) -> dict:
         return {
             "format": FORMAT,
-            "status": "fitting",
+            "status": "preparing",
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "class_names": data.class_names,
             "input_shape": list(data.input_shape),
@@ -258,6 +312,43 @@ class SISAClassifier:
             "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
                          "keras": keras.__version__, "numpy": np.__version__},
         }
+
+    def integrity_problems(self) -> list[str]:
+        """Files the manifest lists that are missing or whose checksum no longer matches."""
+        import hashlib
+
+        problems = []
+        for path, checksum in self.manifest.get("files", {}).items():
+            if not self.store.exists(path):
+                problems.append(f"{path} is missing")
+            elif hashlib.sha256(self.store.read_bytes(path)).hexdigest() != checksum:
+                problems.append(f"{path} is corrupted (checksum mismatch)")
+        return problems
+
+    def repair(self, verbose: int = 1) -> list[str]:
+        """Refits each component with a bad checkpoint from its last good slice; returns what was bad.
+
+        Data, plan or receipt files cannot be rebuilt: their loss is an error.
+        """
+        with RunLock(self.directory, "repair"):
+            self._reload()
+            problems = self.integrity_problems()
+            for problem in problems:
+                path = problem.split(" ")[0]
+                if not path.startswith("checkpoints/"):
+                    raise InputError(f"{problem}; it cannot be rebuilt from the run. Refit from your data.")
+                _, name, file = path.split("/")
+                component = self.plan.component(name)
+                ids = [s.id for s in component.slices]
+                bad = ids.index(file[:-len(".npz")]) if file != "init.npz" else -1
+                for later in (["init"] if bad < 0 else []) + ids[max(bad, 0):]:
+                    if self.store.exists(checkpoint_path(name, later)):
+                        tf.io.gfile.remove(self.store.path(checkpoint_path(name, later)))
+            if problems:
+                self.manifest["status"] = "fitting"
+                self.store.write_json(MANIFEST, self.manifest)
+                self._train_remaining(verbose)
+        return problems
 
     def _commit(self) -> None:
         """Records the checksum of every file and writes the manifest last."""
@@ -274,8 +365,12 @@ def _rows(ids: np.ndarray, wanted) -> np.ndarray:
 
 
 def load(directory: str, model_fn: ModelFn | str | None = None,
-         gate_fn: ModelFn | str | None = None) -> SISAClassifier:
-    """Opens a fitted run. Builders default to the ones named in its manifest."""
+         gate_fn: ModelFn | str | None = None, check: bool = True) -> SISAClassifier:
+    """Opens a fitted run. Builders default to the ones named in its manifest.
+
+    With `check`, every file's checksum is compared with the manifest first, so a
+    corrupted or missing file is named instead of silently used.
+    """
     store = Store(directory)
     if not store.is_run:
         raise InputError(f"{directory} is not a keras-sisa run (no {MANIFEST}); give the --out "
@@ -291,4 +386,11 @@ def load(directory: str, model_fn: ModelFn | str | None = None,
                           config=TrainingConfig(**manifest["config"]))
     sisa.manifest = manifest
     sisa.plan = plans.Plan.from_json(store.read_json(PLAN))
+    if check and manifest["status"] == "fitted":
+        problems = sisa.integrity_problems()
+        if problems:
+            raise InputError(f"{directory}: {problems[0]}"
+                             f"{f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''}; run "
+                             "`keras-sisa repair RUN` to refit the affected component from its last "
+                             "good slice.")
     return sisa

@@ -53,12 +53,12 @@ class Store:
         self.check_new()
         tf.io.gfile.makedirs(self.root)
 
-    def check_new(self) -> None:
-        """Raises `InputError` unless the directory is absent or empty."""
+    def check_new(self, ignore: list[str] = ()) -> None:
+        """Raises `InputError` unless the directory is absent or empty (but for `ignore`)."""
         if tf.io.gfile.exists(self.root):
             if not tf.io.gfile.isdir(self.root):
                 raise InputError(f"--out {self.root} is a file; give a new directory for the run.")
-            if tf.io.gfile.listdir(self.root):
+            if set(tf.io.gfile.listdir(self.root)) - set(ignore):
                 raise InputError(f"--out {self.root} already exists and is not empty; choose a new "
                                  "directory or delete that one.")
 
@@ -102,11 +102,11 @@ class Store:
         return tf.io.gfile.stat(self.path(relative)).length
 
     def files(self) -> list[str]:
-        """Every file of the run, relative to its root, in sorted order."""
+        """Every file of the run, relative to its root, in sorted order (not the dot-named lock)."""
         found = []
         for directory, _, names in tf.io.gfile.walk(self.root):
             prefix = directory[len(self.root):].strip("/")
-            found += [f"{prefix}/{n}" if prefix else n for n in names]
+            found += [f"{prefix}/{n}" if prefix else n for n in names if not n.startswith(".")]
         return sorted(found)
 
 

@@ -105,7 +105,7 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
         seed = seed_for(config.seed, name, current.id)
         enable_determinism(seed)
         rows = samples.rows(current.sample_ids)
-        keys = _keys(samples.y[rows], samples.ids[rows], shard_of)
+        keys = output_keys(samples.y[rows], samples.ids[rows], shard_of)
         outputs = state.outputs + sorted(set(keys.tolist()) - set(state.outputs))
         state = state.grow(outputs, seed_for(config.seed, name))
         model = state.build(builder, input_shape)
@@ -123,7 +123,7 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
             continue
         all_rows = np.concatenate([rows, samples.rows(replay_ids)])
         x = samples.x[all_rows].astype(np.float32)
-        targets = _targets(_keys(samples.y[all_rows], samples.ids[all_rows], shard_of), outputs)
+        targets = targets_for(samples, all_rows, outputs, shard_of)
         weights = _balanced_weights(samples.y[all_rows]) if config.balance else None
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                       loss=keras.losses.SparseCategoricalCrossentropy(
@@ -136,7 +136,7 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
     return state
 
 
-def _keys(labels: np.ndarray, ids: np.ndarray, shard_of: dict[int, int] | None) -> np.ndarray:
+def output_keys(labels: np.ndarray, ids: np.ndarray, shard_of: dict[int, int] | None) -> np.ndarray:
     """What the component predicts for each sample: its class, or for the gate its shard."""
     if shard_of is None:
         return labels
@@ -149,8 +149,11 @@ def _balanced_weights(labels: np.ndarray) -> np.ndarray:
     return (len(labels) / (len(classes) * counts))[inverse].astype(np.float32)
 
 
-def _targets(keys: np.ndarray, outputs: list[int]) -> np.ndarray:
+def targets_for(samples: Samples, rows: np.ndarray, outputs: list[int],
+                shard_of: dict[int, int] | None) -> np.ndarray:
+    """The head index each sample should be predicted as (class, or shard for the gate)."""
     index = {key: k for k, key in enumerate(outputs)}
+    keys = output_keys(samples.y[rows], samples.ids[rows], shard_of)
     return np.asarray([index[int(key)] for key in keys], np.int64)
 
 
@@ -160,5 +163,5 @@ def _losses(model, samples: Samples, ids, outputs, shard_of, batch_size) -> np.n
     predictions = model.predict(samples.x[rows].astype(np.float32), batch_size=batch_size, verbose=0)
     if not outputs_probabilities(model):
         predictions = keras.ops.convert_to_numpy(keras.ops.softmax(predictions))
-    targets = _targets(_keys(samples.y[rows], samples.ids[rows], shard_of), outputs)
+    targets = targets_for(samples, rows, outputs, shard_of)
     return -np.log(np.clip(predictions[np.arange(len(rows)), targets], 1e-12, 1.0))

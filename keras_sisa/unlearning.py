@@ -20,7 +20,7 @@ from keras_sisa.callbacks import INITIAL, read_state
 from keras_sisa.data import class_indices
 from keras_sisa.errors import InputError
 from keras_sisa.plan import Plan
-from keras_sisa.store import PLAN, Store, checkpoint_path, data_path
+from keras_sisa.store import MANIFEST, PLAN, Store, checkpoint_path, data_path
 from keras_sisa.training import Samples, train_component
 
 
@@ -43,7 +43,12 @@ def load_samples(store: Store, plan: Plan) -> Samples:
 
 
 def forget(sisa, classes=(), samples=(), verbose: int = 1) -> dict:
-    """Removes `classes` (names or indices) and `samples` (ids) from a fitted run; returns the receipt."""
+    """Removes `classes` (names or indices) and `samples` (ids) from a fitted run; returns the receipt.
+
+    The request is first recorded in the manifest as pending, with everything needed
+    to finish it; `complete_pending` then purges and retrains. A forget killed at any
+    point is finished by the next `forget` on the run, never undone.
+    """
     names = sisa.class_names
     requested = class_indices(classes, names)
     already = sorted(set(requested) & set(sisa.manifest["forgotten"]))
@@ -58,17 +63,16 @@ def forget(sisa, classes=(), samples=(), verbose: int = 1) -> dict:
     if unknown:
         raise InputError(f"Unknown sample id {unknown[0]} ({len(unknown)} unknown in all); sample ids "
                          "are the training images' positions in the source data.")
-    samples = load_samples(sisa.store, plan)
-    deleted = (ids & held) | set(samples.ids[np.isin(samples.y, new_classes)].tolist())
+    stored = load_samples(sisa.store, plan)
+    deleted = (ids & held) | set(stored.ids[np.isin(stored.y, new_classes)].tolist())
     if not deleted:
         what = ", ".join(names[c] for c in already) or "those samples"
         return {"noop": True, "message": f"Nothing to forget: {what} already forgotten."}
 
-    started = time.perf_counter()
-    before = {c.name: read_state(sisa.store, c.name, c.slices[-1].id).digest() for c in plan.components}
     touched = first_touched(plan, deleted)
     new_plan = plan.without(deleted, new_classes)
-    receipt = {
+    remaining = {c.name for c in new_plan.components}
+    pending = {
         "id": len(sisa.manifest.get("receipts", [])) + 1,
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "classes": [names[c] for c in new_classes],
@@ -77,77 +81,104 @@ def forget(sisa, classes=(), samples=(), verbose: int = 1) -> dict:
         "deleted_count": len(deleted),
         "deleted_ids_sha256": hashlib.sha256(np.asarray(sorted(deleted), np.int64).tobytes()).hexdigest(),
         "rewound": {name: {"to_slice": plan.component(name).slices[k - 1].id if k else INITIAL,
-                           "retrained_slices": _retrained(new_plan, name, k)}
+                           "retrained_slices": len(new_plan.component(name).slices) - k
+                           if name in remaining else 0}
                     for name, k in touched.items()},
-        "removed_components": [c.name for c in plan.components
-                               if c.name not in {n.name for n in new_plan.components}],
-        "checksums_before": before,
+        "removed_components": sorted(c.name for c in plan.components if c.name not in remaining),
+        "checksums_before": {c.name: sisa.component_state(c.name).digest() for c in plan.components},
+        "deleted": sorted(deleted),
+        "purged": False,
     }
-    _purge(sisa, plan, new_plan, deleted, new_classes, touched, receipt)
+    sisa.manifest.update(status="forgetting", pending_forget=pending,
+                         forgotten=sorted(set(sisa.manifest["forgotten"]) | set(new_classes)),
+                         deleted_ids=sorted(set(sisa.manifest.get("deleted_ids", [])) | deleted))
+    sisa.store.write_json(MANIFEST, sisa.manifest)
+    return complete_pending(sisa, verbose)
+
+
+def complete_pending(sisa, verbose: int = 1) -> dict:
+    """Finishes the forget recorded in the manifest: purge, rewind, retrain, receipt.
+
+    Every step can run again after an interruption: the purge removes what is still
+    there, and retraining starts at the first slice without a fresh checkpoint.
+    """
+    pending = sisa.manifest["pending_forget"]
+    started = time.perf_counter()
+    deleted = set(pending["deleted"])
+    plan = sisa.plan.without(deleted, pending["class_indices"])
+    if not pending["purged"]:
+        _purge(sisa.store, plan, deleted, pending)
+        pending["purged"] = True
+        sisa.store.write_json(MANIFEST, sisa.manifest)
+    sisa.plan, sisa._model = plan, None
     purge_seconds = time.perf_counter() - started
 
-    kept = ~np.isin(samples.ids, sorted(deleted))
-    samples = Samples(samples.x[kept], samples.y[kept], samples.ids[kept])
+    samples = load_samples(sisa.store, plan)
     seconds = {}
-    for name, k in touched.items():
-        if name in receipt["removed_components"] or k >= len(new_plan.component(name).slices):
+    for name in pending["rewound"]:
+        if name in pending["removed_components"]:
             continue
-        began = time.perf_counter()
-        train_component(sisa.store, new_plan, name, sisa._builder(new_plan.component(name)),
-                        sisa.input_shape, samples, sisa.config, start=k, verbose=verbose)
-        seconds[name] = time.perf_counter() - began
-    sisa.plan, sisa._model = new_plan, None
+        start = resume_point(sisa.store, plan.component(name))
+        if start < len(plan.component(name).slices):
+            began = time.perf_counter()
+            train_component(sisa.store, plan, name, sisa._builder(plan.component(name)),
+                            sisa.input_shape, samples, sisa.config, start=start, verbose=verbose)
+            seconds[name] = time.perf_counter() - began
+    receipt = {k: v for k, v in pending.items() if k not in ("deleted", "purged")}
     receipt.update(
-        checksums_after={c.name: sisa.component_state(c.name).digest() for c in new_plan.components},
+        checksums_after={c.name: sisa.component_state(c.name).digest() for c in plan.components},
         seconds={"purge": purge_seconds, "retrain": seconds, "total": time.perf_counter() - started})
     sisa.store.write_json(f"receipts/{receipt['id']:04d}.json", receipt)
-    sisa.manifest["receipts"] = sisa.manifest.get("receipts", []) + [receipt["id"]]
+    sisa.manifest["receipts"] = sorted(set(sisa.manifest.get("receipts", [])) | {receipt["id"]})
     sisa.manifest["status"] = "fitted"
-    sisa.manifest.pop("pending_forget", None)
+    del sisa.manifest["pending_forget"]
     sisa._commit()
     return receipt
 
 
-def _retrained(plan: Plan, name: str, start: int) -> int:
-    names = {c.name for c in plan.components}
-    return len(plan.component(name).slices) - start if name in names else 0
+def resume_point(store: Store, component) -> int:
+    """Index of the component's first slice without a checkpoint (0 if it has no initial state)."""
+    if not store.exists(checkpoint_path(component.name, INITIAL)):
+        return 0
+    for k, s in enumerate(component.slices):
+        if not store.exists(checkpoint_path(component.name, s.id)):
+            return k
+    return len(component.slices)
 
 
-def _purge(sisa, plan: Plan, new_plan: Plan, deleted: set[int], classes: list[int],
-           touched: dict[str, int], receipt: dict) -> None:
-    """Removes the deleted samples from every stored file before any retraining starts.
-
-    The manifest first records the pending forget, so an interrupted one is visible
-    and the data files never again hold what it deleted.
-    """
-    store = sisa.store
-    sisa.manifest.update(status="forgetting", pending_forget=receipt,
-                         forgotten=sorted(set(sisa.manifest["forgotten"]) | set(classes)),
-                         deleted_ids=sorted(set(sisa.manifest.get("deleted_ids", [])) | deleted))
-    store.write_json("manifest.json", sisa.manifest)
-    remaining = {c.name for c in new_plan.experts}
-    for expert in plan.experts:
-        if expert.name not in touched:
+def _purge(store: Store, new_plan: Plan, deleted: set[int], pending: dict) -> None:
+    """Removes the deleted samples from every stored file, and the checkpoints after each
+    rewind point, before any retraining starts. Reads what is on disk, so it can run again."""
+    remaining = {c.name for c in new_plan.components}
+    for file in tf.io.gfile.listdir(store.path("data")):
+        name = file[:-len(".npz")]
+        if name == "test":
             continue
-        if expert.name in remaining:
-            arrays = store.read_arrays(data_path(expert.name))
-            keep = ~np.isin(arrays["ids"], list(deleted))
-            store.write_arrays(data_path(expert.name), {k: v[keep] for k, v in arrays.items()})
-        else:
-            tf.io.gfile.remove(store.path(data_path(expert.name)))
-    if classes and store.exists("data/test.npz"):
+        if name not in remaining:
+            tf.io.gfile.remove(store.path(data_path(name)))
+            continue
+        arrays = store.read_arrays(data_path(name))
+        keep = ~np.isin(arrays["ids"], list(deleted))
+        if not keep.all():
+            store.write_arrays(data_path(name), {k: v[keep] for k, v in arrays.items()})
+    if pending["class_indices"] and store.exists("data/test.npz"):
         test = store.read_arrays("data/test.npz")
-        keep = ~np.isin(test["y"], classes)
+        keep = ~np.isin(test["y"], pending["class_indices"])
         store.write_arrays("data/test.npz", {k: v[keep] for k, v in test.items()})
     store.write_json(PLAN, new_plan.to_json())
-    for name, k in touched.items():
-        component = plan.component(name)
-        stale = component.slices[k:] if name in {c.name for c in new_plan.components} else component.slices
-        for s in stale:
-            if store.exists(checkpoint_path(name, s.id)):
-                tf.io.gfile.remove(store.path(checkpoint_path(name, s.id)))
-        if name not in {c.name for c in new_plan.components}:
-            tf.io.gfile.remove(store.path(checkpoint_path(name, INITIAL)))
+    for name, rewind in pending["rewound"].items():
+        folder = store.path(f"checkpoints/{name}")
+        if not tf.io.gfile.exists(folder):
+            continue
+        keep = set()
+        if name in remaining:
+            slices = [INITIAL] + [s.id for s in new_plan.component(name).slices]
+            keep = set(slices[:slices.index(rewind["to_slice"]) + 1])
+        for file in tf.io.gfile.listdir(folder):
+            if file[:-len(".npz")] not in keep:
+                tf.io.gfile.remove(f"{folder}/{file}")
+        if not keep:
+            tf.io.gfile.rmtree(folder)
 
 
 def verify(sisa, verbose: int = 0) -> list[dict]:

@@ -107,3 +107,34 @@ def test_edge_png_decoder_reads_what_tensorflow_wrote(small, tmp_path):
         path = str(tmp_path / f"{name}.png")
         tf.io.write_file(path, tf.io.encode_png(image))
         np.testing.assert_array_equal(read_png(path), image)
+
+
+def test_pruned_export_is_sparse_at_the_requested_level(forgotten, tmp_path):
+    report = forgotten.export(str(tmp_path / "pruned"), format="tflite", quantize="int8", prune=0.6,
+                              latency_runs=5)
+    assert report["compression"]["sparsity"] >= 0.59
+    assert report["formats"]["tflite"]["agreement"] >= 0.985
+    assert LiteModel(str(tmp_path / "pruned" / "model.tflite")).output_size == 3
+
+
+def test_qat_export_converts_to_int8(forgotten, tmp_path):
+    report = forgotten.export(str(tmp_path / "qat"), format="tflite", qat=True, latency_runs=5)
+    assert report["quantize"] == "int8" and report["compression"]["qat"]
+    assert report["formats"]["tflite"]["input_dtype"] == "uint8"
+
+
+def test_bridge_names_a_layer_it_cannot_convert():
+    import keras
+
+    from keras_sisa.export.bridge import to_tf_keras
+
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.LayerNormalization(name="norm")(inputs)))
+    with pytest.raises(InputError, match="Layer 'norm' of type LayerNormalization cannot be bridged"):
+        to_tf_keras(model)
+
+
+def test_prune_and_qat_together_are_refused(forgotten, tmp_path):
+    result = CliRunner().invoke(main, ["export", forgotten.directory, "--out", str(tmp_path / "x"),
+                                       "--prune", "0.5", "--qat"])
+    assert result.exit_code == 2 and "not both" in result.output

@@ -1,0 +1,80 @@
+"""One writer at a time per run: an exclusive `flock` on `RUN/.lock`.
+
+The kernel releases the lock when its holder dies, even by SIGKILL, so a crashed
+command never leaves a stale lock. The file names the holder (pid, command, since)
+for the message a waiting or refused command prints. Stores on remote filesystems
+(gs://) have no local lock: run one writer at a time there yourself.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import json
+import os
+import sys
+import time
+
+from keras_sisa.errors import InputError
+
+LOCK = ".lock"
+
+
+class RunLock:
+    """Holds the write lock of a run directory for the length of a `with` block.
+
+    Example:
+
+        with RunLock("runs/fashion", "forget"):
+            ...  # purge and retrain
+
+    Args:
+        root: the run directory (must exist).
+        command: what the holder is doing, shown to whoever waits.
+        timeout: seconds to wait for another writer before giving up.
+    """
+
+    def __init__(self, root: str, command: str, timeout: float = 3600.0):
+        self.root, self.command, self.timeout = root, command, timeout
+        self._file = None
+
+    def __enter__(self) -> RunLock:
+        if "://" in self.root:
+            return self
+        path = os.path.join(self.root, LOCK)
+        self._file = open(path, "a+")
+        deadline, told = time.monotonic() + self.timeout, False
+        while True:
+            try:
+                fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = self.holder()
+                if time.monotonic() >= deadline:
+                    self._file.close()
+                    raise InputError(f"{self.root} is locked by {holder}; wait for it to finish, "
+                                     "then run the command again.") from None
+                if not told:
+                    print(f"Waiting for {self.root}, locked by {holder}.", file=sys.stderr, flush=True)
+                    told = True
+                time.sleep(0.2)
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(json.dumps({
+            "pid": os.getpid(), "command": self.command,
+            "since": datetime.datetime.now().isoformat(timespec="seconds")}))
+        self._file.flush()
+        return self
+
+    def holder(self) -> str:
+        try:
+            with open(os.path.join(self.root, LOCK)) as f:
+                info = json.loads(f.read() or "{}")
+            return f"pid {info['pid']} ({info['command']}, since {info['since']})"
+        except (OSError, ValueError, KeyError):
+            return "another command"
+
+    def __exit__(self, *exc) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()

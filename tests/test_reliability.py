@@ -1,0 +1,228 @@
+"""Faults and concurrency: SIGKILLed fit and forget resume to the exact result, two writers
+serialise, and a corrupted file is named."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from keras_sisa import InputError, data, load
+from keras_sisa.store import Store
+from test_cli import TINY, keras_sisa as run_cli
+from test_unlearning import stored_image_hashes
+
+TESTS = os.path.dirname(__file__)
+
+
+@pytest.fixture(scope="module")
+def npz(small, tmp_path_factory):
+    path = tmp_path_factory.mktemp("faults") / "small.npz"
+    np.savez(path, x_train=small.x_train, y_train=small.y_train, x_test=small.x_test,
+             y_test=small.y_test, class_names=np.array(small.class_names))
+    return str(path)
+
+
+def start(*args):
+    env = dict(os.environ, PYTHONPATH=TESTS)
+    return subprocess.Popen(["keras-sisa", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def kill_when(process, ready, timeout=120):
+    """SIGKILLs `process` as soon as `ready()` holds; fails if it ended first."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert process.poll() is None, "the command finished before the fault could be injected"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def manifest(run):
+    try:
+        with open(os.path.join(run, "manifest.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def digests(run):
+    sisa = load(run)
+    return {c.name: sisa.component_state(c.name).digest() for c in sisa.plan.components}
+
+
+@pytest.fixture(scope="module")
+def reference(npz, tmp_path_factory):
+    """Uninterrupted runs: a fit, and the same fit after forgetting Sandal."""
+    root = tmp_path_factory.mktemp("reference")
+    fitted = str(root / "fitted")
+    assert run_cli("fit", "--npz", npz, *TINY, "--out", fitted).returncode == 0
+    forgotten = str(root / "forgotten")
+    shutil.copytree(fitted, forgotten)
+    assert run_cli("forget", forgotten, "--class", "Sandal").returncode == 0
+    return digests(fitted), digests(forgotten), fitted
+
+
+@pytest.mark.parametrize("point", ["first checkpoint", "gate halfway"])
+def test_fit_killed_mid_run_resumes_to_identical_weights(npz, reference, tmp_path, point):
+    run = str(tmp_path / "run")
+    gate = os.path.join(run, "checkpoints", "gate")
+    ready = {
+        "first checkpoint": lambda: os.path.exists(os.path.join(run, "checkpoints", "expert-0", "init.npz")),
+        "gate halfway": lambda: os.path.isdir(gate) and len(os.listdir(gate)) >= 3,
+    }[point]
+    kill_when(start("fit", "--npz", npz, *TINY, "--out", run), ready)
+    assert manifest(run).get("status") in ("preparing", "fitting")
+    with pytest.raises(InputError, match="interrupted"):
+        load(run).predict(np.zeros((1, 28, 28, 1)))
+    again = run_cli("fit", "--npz", npz, *TINY, "--out", run)
+    assert again.returncode == 0, again.stderr
+    assert digests(run) == reference[0]
+
+
+@pytest.mark.parametrize("point", ["before purge", "after purge", "during retraining"])
+def test_forget_killed_anywhere_is_finished_exactly_and_never_undone(small, reference, tmp_path, point):
+    run = str(tmp_path / "run")
+    shutil.copytree(reference[2], run)
+    gate = os.path.join(run, "checkpoints", "gate")
+    purged = lambda: manifest(run).get("pending_forget", {}).get("purged")
+    after_purge = []
+
+    def retraining():
+        """True once the gate has a checkpoint more than it kept after the purge."""
+        if not purged():
+            return False
+        after_purge.append(len(os.listdir(gate)))
+        return len(os.listdir(gate)) > after_purge[0]
+
+    ready = {
+        "before purge": lambda: manifest(run).get("status") == "forgetting",
+        "after purge": purged,
+        "during retraining": retraining,
+    }[point]
+    kill_when(start("forget", run, "--class", "Sandal"), ready)
+    status = load(run).info()["status"]
+    assert status == "forgetting"
+    if point != "before purge":
+        sandal = small.x_train[small.y_train == small.class_names.index("Sandal")]
+        assert not stored_image_hashes(load(run)) & stored_image_hashes_of(sandal)
+    finished = run_cli("forget", run)
+    assert finished.returncode == 0, finished.stderr
+    assert digests(run) == reference[1]
+    sandal = small.x_train[small.y_train == small.class_names.index("Sandal")]
+    assert not stored_image_hashes(load(run)) & stored_image_hashes_of(sandal)
+    assert load(run).info()["forgotten"] == ["Sandal"]
+
+
+def stored_image_hashes_of(images):
+    import hashlib
+
+    return {hashlib.sha256(image.tobytes()).hexdigest() for image in images}
+
+
+def test_two_forgets_at_once_are_both_applied_once(reference, tmp_path):
+    run = str(tmp_path / "run")
+    shutil.copytree(reference[2], run)
+    first, second = start("forget", run, "--class", "Sandal"), start("forget", run, "--class", "Trouser")
+    for process in (first, second):
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err.decode()
+    info = load(run).info()
+    assert sorted(info["forgotten"]) == ["Sandal", "Trouser"]
+    assert [r["id"] for r in info["receipts"]] == [1, 2]
+    verified = run_cli("verify", run)
+    assert verified.returncode == 0 and "MISMATCH" not in verified.stdout
+
+
+def test_a_corrupted_checkpoint_is_named_on_load(reference, tmp_path):
+    run = str(tmp_path / "run")
+    shutil.copytree(reference[2], run)
+    path = os.path.join(run, "checkpoints", "gate", sorted(os.listdir(os.path.join(run, "checkpoints", "gate")))[0])
+    with open(path, "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00" * 16)
+    result = run_cli("evaluate", run)
+    assert result.returncode == 2
+    assert f"checkpoints/gate/{os.path.basename(path)}" in result.stderr and "repair" in result.stderr
+
+
+def test_repair_refits_the_component_from_its_last_good_slice(reference, tmp_path):
+    run = str(tmp_path / "run")
+    shutil.copytree(reference[2], run)
+    folder = os.path.join(run, "checkpoints", "gate")
+    victim = sorted(os.listdir(folder))[-2]
+    os.remove(os.path.join(folder, victim))
+    repaired = run_cli("repair", run)
+    assert repaired.returncode == 0, repaired.stderr
+    assert f"checkpoints/gate/{victim} is missing" in repaired.stdout
+    assert digests(run) == reference[0]
+
+
+def hostile_npz(tmp_path, small, **changes):
+    arrays = dict(x_train=small.x_train, y_train=small.y_train, x_test=small.x_test,
+                  y_test=small.y_test, class_names=np.array(small.class_names))
+    arrays.update(changes)
+    path = tmp_path / "hostile.npz"
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return str(path)
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(y_test=None), "lacks arrays"),
+    (dict(x_train=np.array(["a"] * 240)), "hold numbers"),
+    (dict(x_train=np.array([np.zeros((28, 28)), np.zeros((14, 14))], dtype=object)), "not a plain npz"),
+    (dict(y_train=np.full(240, 7)), "out of range"),
+    (dict(x_test=np.full((10, 28, 28, 1), np.inf)), "NaN or infinite"),
+    (dict(y_train=np.linspace(0, 3, 240)), "integer labels"),
+])
+def test_hostile_npz_is_refused_with_exit_2_and_nothing_written(small, tmp_path, changes, message):
+    from click.testing import CliRunner
+
+    from keras_sisa.cli.main import main
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["fit", "--npz", hostile_npz(tmp_path, small, **changes), "--out", str(out)])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("option", ["--epochs", "--gate-epochs", "--batch-size", "--limit-per-class",
+                                    "--classes-per-slice", "--slices", "--shards"])
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_zero_or_negative_counts_are_refused(small, tmp_path, option, value):
+    from click.testing import CliRunner
+
+    from keras_sisa.cli.main import main
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["fit", "--npz", hostile_npz(tmp_path, small), option, value,
+                                       "--out", str(out)])
+    assert result.exit_code == 2 and option in result.output
+    assert not out.exists()
+
+
+def test_mixed_channels_in_a_folder_are_refused(small, tmp_path):
+    import tensorflow as tf
+
+    for name, image in (("grey", small.x_train[0]), ("rgb", np.repeat(small.x_train[1], 3, axis=-1))):
+        os.makedirs(tmp_path / name)
+        tf.io.write_file(str(tmp_path / name / "0.png"), tf.io.encode_png(image))
+    with pytest.raises(InputError, match="Images differ in shape"):
+        data.load(data_dir=str(tmp_path))
+
+
+def test_class_names_with_separators_and_unicode_work_end_to_end(small, tmp_path):
+    names = np.array(["shirts/tops", "Hosen ü", "sandales à lanières", "..\\sneaker"])
+    path = hostile_npz(tmp_path, small, class_names=names)
+    run = str(tmp_path / "run")
+    fitted = run_cli("fit", "--npz", path, *TINY, "--out", run)
+    assert fitted.returncode == 0, fitted.stderr
+    forgot = run_cli("forget", run, "--class", "shirts/tops")
+    assert forgot.returncode == 0, forgot.stderr
+    assert load(run).info()["forgotten"] == ["shirts/tops"]
+    assert sorted(os.listdir(run)) == [".lock", "checkpoints", "data", "manifest.json", "plan.json", "receipts"]
