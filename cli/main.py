@@ -89,22 +89,22 @@ def fit(out, dataset, data_dir, test_dir, test_split, image_size, npz, limit_per
         gate_replay_ratio, replay, batch_size, seed, model_fn, gate_fn) -> None:
     """Train a SISA ensemble and write the run to --out; run it again to finish an interrupted fit."""
     verbose = 1 if sys.stdout.isatty() else 2
-    store = Store(out)
-    if store.is_run and store.read_json("manifest.json")["status"] == "fitting":
+    status = Store(out).status()
+    if status == "fitting":
         click.echo(f"Resuming the interrupted fit of {out} from its last slice checkpoints.")
-        sisa = load(out).resume(verbose=verbose)
-        return fitted_text(sisa, out)
-    if not (store.is_run and store.read_json("manifest.json")["status"] == "preparing"):
-        store.check_new()
+        return fitted_text(load(out).resume(verbose=verbose), out)
+    if status != "preparing":  # a run interrupted while preparing is replaced by this fit
+        Store(out).check_new()
     data = sources.load(dataset, data_dir, test_dir, npz, limit_per_class, test_split=test_split,
                         image_size=parse_image_size(image_size), seed=seed)
+    order = [name.strip() for name in (class_order or "").split(",") if name.strip()]
     sisa = SISAClassifier(out, model_fn or default_cnn, gate_fn or small_gate, shards=shards,
                           classes_per_slice=classes_per_slice,
-                          class_order=sources.class_indices([n.strip() for n in (class_order or "").split(",") if n.strip()],
-                                                              data.class_names),
-                          strategy=strategy, grouping=grouping, slices=slices, epochs=epochs, gate_epochs=gate_epochs,
-                          replay_ratio=replay_ratio, gate_replay_ratio=gate_replay_ratio,
-                          replay=replay, batch_size=batch_size, seed=seed)
+                          class_order=sources.class_indices(order, data.class_names),
+                          strategy=strategy, grouping=grouping, slices=slices, epochs=epochs,
+                          gate_epochs=gate_epochs, replay_ratio=replay_ratio,
+                          gate_replay_ratio=gate_replay_ratio, replay=replay, batch_size=batch_size,
+                          seed=seed)
     sisa.fit(data.x_train, data.y_train, data.class_names, test_data=(data.x_test, data.y_test),
              sample_ids=data.ids, verbose=verbose)
     fitted_text(sisa, out)
@@ -161,6 +161,12 @@ def info_text(details: dict) -> None:
         click.echo(f"  {c['name']:<10} {c['samples']:>7} samples, {c['checkpoints']} checkpoints "
                    f"({c['checkpoint_bytes'] / 1e6:.1f} MB), slices {' '.join(c['slices'])}; "
                    f"classes {', '.join(c['classes'])}")
+    pending = details["pending_forget"]
+    if pending:
+        click.echo(f"  PENDING forget {pending['id']} of {pending['deleted_count']} images"
+                   f"{' of ' + ', '.join(pending['classes']) if pending['classes'] else ''} "
+                   f"(data purged: {'yes' if pending['purged'] else 'no'}); run `keras-sisa forget "
+                   f"{details['directory']}` to finish it")
     for r in details["receipts"]:
         rewound = ", ".join(f"{name} to {step['to_slice']}" for name, step in r["rewound"].items())
         click.echo(f"  receipt {r['id']} ({r['time']}): forgot {r['deleted_count']} images"

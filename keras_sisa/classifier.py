@@ -90,7 +90,7 @@ class SISAClassifier:
         that is the fit a forget must reproduce exactly.
         """
         self._discard_unprepared()
-        if self.store.is_run and self.store.read_json(MANIFEST)["status"] == "fitting":
+        if self.store.status() == "fitting":
             raise InputError(f"{self.directory} holds an interrupted fit; finish it with "
                              "`keras_sisa.load(directory).resume()` or the same `keras-sisa fit`.")
         self.store.check_new()
@@ -149,7 +149,7 @@ class SISAClassifier:
 
     def _discard_unprepared(self) -> None:
         """Deletes a run whose fit was interrupted before its data and plan were written."""
-        if self.store.is_run and self.store.read_json(MANIFEST)["status"] == "preparing":
+        if self.store.status() == "preparing":
             tf.io.gfile.rmtree(self.store.root)
 
     def forget(self, classes=(), samples=(), verbose: int = 1) -> dict:

@@ -48,6 +48,10 @@ class Store:
     def is_run(self) -> bool:
         return self.exists(MANIFEST)
 
+    def status(self) -> str | None:
+        """The run's status from its manifest (preparing, fitting, fitted, forgetting), or None."""
+        return self.read_json(MANIFEST)["status"] if self.is_run else None
+
     def create(self) -> None:
         """Makes the directory for a new run; refuses one that already holds anything."""
         self.check_new()
