@@ -21,7 +21,6 @@ import time
 import keras_sisa
 from keras_sisa import data as sources
 from keras_sisa.export import THRESHOLDS
-from keras_sisa.export.parity import agreement
 
 VARIANTS = {
     "float32": dict(quantize="none"),

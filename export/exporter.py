@@ -7,7 +7,6 @@ only when the parity check passes, so a failed export leaves nothing behind.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile

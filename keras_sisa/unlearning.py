@@ -16,7 +16,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from keras_sisa.callbacks import INITIAL, read_state
+from keras_sisa.callbacks import INITIAL
 from keras_sisa.data import class_indices
 from keras_sisa.errors import InputError
 from keras_sisa.plan import Plan

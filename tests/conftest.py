@@ -1,6 +1,7 @@
 """Shared fixtures: small real Fashion-MNIST subsets and one fitted run."""
 
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -12,6 +13,7 @@ from keras_sisa import SISAClassifier, data  # noqa: E402
 from tiny_models import tiny_cnn  # noqa: E402
 
 CLASSES = [0, 1, 5, 7]  # T-shirt/top, Trouser, Sandal, Sneaker
+TESTS = os.path.dirname(__file__)
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +53,30 @@ def fit_small(directory, dataset, plan=None, **options):
 def fitted(small, tmp_path_factory):
     """One fitted run shared by the tests that only read it."""
     return fit_small(tmp_path_factory.mktemp("runs") / "fitted", small)
+
+
+def write_npz(path, dataset, **changes):
+    """Saves `dataset` as the npz that `--npz` reads; `changes` replace arrays (None drops one)."""
+    arrays = dict(x_train=dataset.x_train, y_train=dataset.y_train, x_test=dataset.x_test,
+                  y_test=dataset.y_test, class_names=np.array(dataset.class_names))
+    arrays.update(changes)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def small_npz(small, tmp_path_factory):
+    return write_npz(tmp_path_factory.mktemp("data") / "small.npz", small)
+
+
+def start_cli(*args) -> subprocess.Popen:
+    """Starts the installed `keras-sisa` entry point in a fresh process that can import tiny_models."""
+    return subprocess.Popen(["keras-sisa", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ, PYTHONPATH=TESTS))
+
+
+def run_cli(*args) -> subprocess.CompletedProcess:
+    """Runs `keras-sisa` to the end; returns its exit code and output."""
+    process = start_cli(*args)
+    stdout, stderr = process.communicate()
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)

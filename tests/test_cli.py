@@ -5,42 +5,27 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from conftest import TESTS, run_cli
 from keras_sisa.cli.main import main
 
-TESTS = os.path.dirname(__file__)
 TINY = ["--shards", "2", "--model", "tiny_models:tiny_cnn", "--gate-model", "tiny_models:tiny_cnn", "--epochs", "1",
         "--gate-epochs", "1", "--batch-size", "32"]
 
 
-@pytest.fixture(scope="module")
-def npz(small, tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "small.npz"
-    np.savez(path, x_train=small.x_train, y_train=small.y_train, x_test=small.x_test,
-             y_test=small.y_test, class_names=np.array(small.class_names))
-    return str(path)
-
-
-def keras_sisa(*args):
-    """Runs the installed `keras-sisa` entry point in a fresh process."""
-    env = dict(os.environ, PYTHONPATH=TESTS)
-    return subprocess.run(["keras-sisa", *args], capture_output=True, text=True, env=env)
-
-
 def test_fit_info_evaluate_on_fashion_mnist_end_to_end(tmp_path):
     run = str(tmp_path / "run")
-    fitted = keras_sisa("fit", "--limit-per-class", "30", *TINY, "--shards", "3", "--out", run)
+    fitted = run_cli("fit", "--limit-per-class", "30", *TINY, "--shards", "3", "--out", run)
     assert fitted.returncode == 0, fitted.stderr
     assert "Fitted 4 components on 300 images of 10 classes" in fitted.stdout
 
-    info = json.loads(keras_sisa("info", run, "--json").stdout)
+    info = json.loads(run_cli("info", run, "--json").stdout)
     assert len(info["classes"]) == 10 and [c["name"] for c in info["components"]][-1] == "gate"
     assert all(c["checkpoints"] == len(c["slices"]) for c in info["components"])
 
-    report = json.loads(keras_sisa("evaluate", run, "--json").stdout)
+    report = json.loads(run_cli("evaluate", run, "--json").stdout)
     assert report["count"] == 10000 and 0.1 < report["accuracy"] <= 1.0
 
 
@@ -59,18 +44,18 @@ def test_info_prints_a_readable_summary(fitted):
     (["--replay-ratio", "-1"], "replay_ratio"),
     (["--npz", "missing.npz"], "No such npz file"),
 ])
-def test_bad_fit_options_print_one_line_exit_2_and_write_nothing(npz, tmp_path, args, message):
+def test_bad_fit_options_print_one_line_exit_2_and_write_nothing(small_npz, tmp_path, args, message):
     out = tmp_path / "run"
-    options = ["--npz", npz] if "--npz" not in args and "--dataset" not in args else []
+    options = ["--npz", small_npz] if "--npz" not in args and "--dataset" not in args else []
     result = CliRunner().invoke(main, ["fit", *options, *args, "--out", str(out)])
     assert result.exit_code == 2, result.output
     assert message in result.output and result.output.count("\n") == 1
     assert not out.exists()
 
 
-def test_fit_into_an_occupied_directory_exits_2_and_leaves_it_alone(npz, tmp_path):
+def test_fit_into_an_occupied_directory_exits_2_and_leaves_it_alone(small_npz, tmp_path):
     (tmp_path / "keep.txt").write_text("x")
-    result = CliRunner().invoke(main, ["fit", "--npz", npz, *TINY, "--out", str(tmp_path)])
+    result = CliRunner().invoke(main, ["fit", "--npz", small_npz, *TINY, "--out", str(tmp_path)])
     assert result.exit_code == 2 and "not empty" in result.output
     assert os.listdir(tmp_path) == ["keep.txt"]
 

@@ -5,34 +5,19 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import time
 
 import numpy as np
 import pytest
 
 from keras_sisa import InputError, data, load
-from keras_sisa.store import Store
-from test_cli import TINY, keras_sisa as run_cli
+from conftest import run_cli, start_cli, write_npz
+from test_cli import TINY
 from test_unlearning import stored_image_hashes
 
-TESTS = os.path.dirname(__file__)
 # The first class in the gate's order: forgetting it retrains the most, which leaves time to
 # kill the command mid-way.
 FORGET = "T-shirt/top"
-
-
-@pytest.fixture(scope="module")
-def npz(small, tmp_path_factory):
-    path = tmp_path_factory.mktemp("faults") / "small.npz"
-    np.savez(path, x_train=small.x_train, y_train=small.y_train, x_test=small.x_test,
-             y_test=small.y_test, class_names=np.array(small.class_names))
-    return str(path)
-
-
-def start(*args):
-    env = dict(os.environ, PYTHONPATH=TESTS)
-    return subprocess.Popen(["keras-sisa", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
 
 def kill_when(process, ready, timeout=120):
@@ -60,11 +45,11 @@ def digests(run):
 
 
 @pytest.fixture(scope="module")
-def reference(npz, tmp_path_factory):
+def reference(small_npz, tmp_path_factory):
     """Uninterrupted runs: a fit, and the same fit after forgetting FORGET."""
     root = tmp_path_factory.mktemp("reference")
     fitted = str(root / "fitted")
-    assert run_cli("fit", "--npz", npz, *TINY, "--out", fitted).returncode == 0
+    assert run_cli("fit", "--npz", small_npz, *TINY, "--out", fitted).returncode == 0
     forgotten = str(root / "forgotten")
     shutil.copytree(fitted, forgotten)
     assert run_cli("forget", forgotten, "--class", FORGET).returncode == 0
@@ -72,18 +57,18 @@ def reference(npz, tmp_path_factory):
 
 
 @pytest.mark.parametrize("point", ["first checkpoint", "gate halfway"])
-def test_fit_killed_mid_run_resumes_to_identical_weights(npz, reference, tmp_path, point):
+def test_fit_killed_mid_run_resumes_to_identical_weights(small_npz, reference, tmp_path, point):
     run = str(tmp_path / "run")
     gate = os.path.join(run, "checkpoints", "gate")
     ready = {
         "first checkpoint": lambda: os.path.exists(os.path.join(run, "checkpoints", "expert-0", "init.npz")),
         "gate halfway": lambda: os.path.isdir(gate) and len(os.listdir(gate)) >= 3,
     }[point]
-    kill_when(start("fit", "--npz", npz, *TINY, "--out", run), ready)
+    kill_when(start_cli("fit", "--npz", small_npz, *TINY, "--out", run), ready)
     assert manifest(run).get("status") in ("preparing", "fitting")
     with pytest.raises(InputError, match="interrupted"):
         load(run).predict(np.zeros((1, 28, 28, 1)))
-    again = run_cli("fit", "--npz", npz, *TINY, "--out", run)
+    again = run_cli("fit", "--npz", small_npz, *TINY, "--out", run)
     assert again.returncode == 0, again.stderr
     assert digests(run) == reference[0]
 
@@ -108,7 +93,7 @@ def test_forget_killed_anywhere_is_finished_exactly_and_never_undone(small, refe
         "after purge": purged,
         "during retraining": retraining,
     }[point]
-    kill_when(start("forget", run, "--class", FORGET), ready)
+    kill_when(start_cli("forget", run, "--class", FORGET), ready)
     assert load(run).info()["status"] == "forgetting"
     shown = run_cli("info", run)
     assert shown.returncode == 0 and f"PENDING forget 1 of 60 images of {FORGET}" in shown.stdout
@@ -131,10 +116,10 @@ def stored_image_hashes_of(images):
 def test_two_forgets_at_once_are_both_applied_once(reference, tmp_path):
     run = str(tmp_path / "run")
     shutil.copytree(reference[2], run)
-    first, second = start("forget", run, "--class", "Sandal"), start("forget", run, "--class", "Trouser")
+    first, second = start_cli("forget", run, "--class", "Sandal"), start_cli("forget", run, "--class", "Trouser")
     for process in (first, second):
         _, err = process.communicate(timeout=300)
-        assert process.returncode == 0, err.decode()
+        assert process.returncode == 0, err
     info = load(run).info()
     assert sorted(info["forgotten"]) == ["Sandal", "Trouser"]
     assert [r["id"] for r in info["receipts"]] == [1, 2]
@@ -166,15 +151,6 @@ def test_repair_refits_the_component_from_its_last_good_slice(reference, tmp_pat
     assert digests(run) == reference[0]
 
 
-def hostile_npz(tmp_path, small, **changes):
-    arrays = dict(x_train=small.x_train, y_train=small.y_train, x_test=small.x_test,
-                  y_test=small.y_test, class_names=np.array(small.class_names))
-    arrays.update(changes)
-    path = tmp_path / "hostile.npz"
-    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
-    return str(path)
-
-
 @pytest.mark.parametrize("changes, message", [
     (dict(y_test=None), "lacks arrays"),
     (dict(x_train=np.array(["a"] * 240)), "hold numbers"),
@@ -189,7 +165,8 @@ def test_hostile_npz_is_refused_with_exit_2_and_nothing_written(small, tmp_path,
     from keras_sisa.cli.main import main
 
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["fit", "--npz", hostile_npz(tmp_path, small, **changes), "--out", str(out)])
+    hostile = write_npz(tmp_path / "hostile.npz", small, **changes)
+    result = CliRunner().invoke(main, ["fit", "--npz", hostile, "--out", str(out)])
     assert result.exit_code == 2 and message in result.output, result.output
     assert not out.exists()
 
@@ -203,7 +180,7 @@ def test_zero_or_negative_counts_are_refused(small, tmp_path, option, value):
     from keras_sisa.cli.main import main
 
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["fit", "--npz", hostile_npz(tmp_path, small), option, value,
+    result = CliRunner().invoke(main, ["fit", "--npz", write_npz(tmp_path / "hostile.npz", small), option, value,
                                        "--out", str(out)])
     assert result.exit_code == 2 and option in result.output
     assert not out.exists()
@@ -221,7 +198,7 @@ def test_mixed_channels_in_a_folder_are_refused(small, tmp_path):
 
 def test_class_names_with_separators_and_unicode_work_end_to_end(small, tmp_path):
     names = np.array(["shirts/tops", "Hosen ü", "sandales à lanières", "..\\sneaker"])
-    path = hostile_npz(tmp_path, small, class_names=names)
+    path = write_npz(tmp_path / "hostile.npz", small, class_names=names)
     run = str(tmp_path / "run")
     fitted = run_cli("fit", "--npz", path, *TINY, "--out", run)
     assert fitted.returncode == 0, fitted.stderr
