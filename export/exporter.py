@@ -6,7 +6,6 @@ only when the parity check passes, so a failed export leaves nothing behind.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -112,7 +111,7 @@ def _build(sisa, out: str, format: str, quantize: str, compression: Compression,
         "label_indices": list(sisa.classes),
         "forgotten": [sisa.class_names[c] for c in sisa.manifest["forgotten"]],
         "receipts": sisa.manifest.get("receipts", []),
-        "manifest_sha256": hashlib.sha256(sisa.store.read_bytes(MANIFEST)).hexdigest(),
+        "manifest_sha256": sisa.store.checksum(MANIFEST),
         "input": {"shape": [None, *sisa.input_shape],
                   "dtype": formats.get("tflite", {}).get("input_dtype", "float32"),
                   "range": [0, 255]},

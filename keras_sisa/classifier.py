@@ -313,16 +313,14 @@ class SISAClassifier:
                          "keras": keras.__version__, "numpy": np.__version__},
         }
 
-    def integrity_problems(self) -> list[str]:
-        """Files the manifest lists that are missing or whose checksum no longer matches."""
-        import hashlib
-
-        problems = []
+    def integrity_problems(self) -> dict[str, str]:
+        """Files the manifest lists that are missing or whose checksum no longer matches, with why."""
+        problems = {}
         for path, checksum in self.manifest.get("files", {}).items():
             if not self.store.exists(path):
-                problems.append(f"{path} is missing")
-            elif hashlib.sha256(self.store.read_bytes(path)).hexdigest() != checksum:
-                problems.append(f"{path} is corrupted (checksum mismatch)")
+                problems[path] = f"{path} is missing"
+            elif self.store.checksum(path) != checksum:
+                problems[path] = f"{path} is corrupted (checksum mismatch)"
         return problems
 
     def repair(self, verbose: int = 1) -> list[str]:
@@ -333,8 +331,7 @@ class SISAClassifier:
         with RunLock(self.directory, "repair"):
             self._reload()
             problems = self.integrity_problems()
-            for problem in problems:
-                path = problem.split(" ")[0]
+            for path, problem in problems.items():
                 if not path.startswith("checkpoints/"):
                     raise InputError(f"{problem}; it cannot be rebuilt from the run. Refit from your data.")
                 _, name, file = path.split("/")
@@ -348,14 +345,11 @@ class SISAClassifier:
                 self.manifest["status"] = "fitting"
                 self.store.write_json(MANIFEST, self.manifest)
                 self._train_remaining(verbose)
-        return problems
+        return list(problems.values())
 
     def _commit(self) -> None:
         """Records the checksum of every file and writes the manifest last."""
-        import hashlib
-
-        self.manifest["files"] = {f: hashlib.sha256(self.store.read_bytes(f)).hexdigest()
-                                  for f in self.store.files() if f != MANIFEST}
+        self.manifest["files"] = {f: self.store.checksum(f) for f in self.store.files() if f != MANIFEST}
         self.store.write_json(MANIFEST, self.manifest)
 
 
@@ -387,7 +381,7 @@ def load(directory: str, model_fn: ModelFn | str | None = None,
     sisa.manifest = manifest
     sisa.plan = plans.Plan.from_json(store.read_json(PLAN))
     if check and manifest["status"] == "fitted":
-        problems = sisa.integrity_problems()
+        problems = list(sisa.integrity_problems().values())
         if problems:
             raise InputError(f"{directory}: {problems[0]}"
                              f"{f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''}; run "

@@ -102,6 +102,10 @@ class Store:
         with np.load(io.BytesIO(self.read_bytes(relative)), allow_pickle=False) as f:
             return {key: f[key] for key in f.files}
 
+    def checksum(self, relative: str) -> str:
+        """SHA-256 of a stored file, as `write_bytes` returns it and the manifest lists it."""
+        return hashlib.sha256(self.read_bytes(relative)).hexdigest()
+
     def size(self, relative: str) -> int:
         return tf.io.gfile.stat(self.path(relative)).length
 

@@ -105,7 +105,7 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
         seed = seed_for(config.seed, name, current.id)
         enable_determinism(seed)
         rows = samples.rows(current.sample_ids)
-        keys = output_keys(samples.y[rows], samples.ids[rows], shard_of)
+        keys = _keys(samples.y[rows], samples.ids[rows], shard_of)
         outputs = state.outputs + sorted(set(keys.tolist()) - set(state.outputs))
         state = state.grow(outputs, seed_for(config.seed, name))
         model = state.build(builder, input_shape)
@@ -125,7 +125,7 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
         # Raw uint8 pixels go in as they are: the model casts them, and feeding a quarter of
         # the bytes made an epoch of the gate about 30% faster (measured on 12k images).
         x = samples.x[all_rows]
-        targets = targets_for(samples, all_rows, outputs, shard_of)
+        targets = _targets(samples, all_rows, outputs, shard_of)
         weights = _balanced_weights(samples.y[all_rows]) if config.balance else None
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                       loss=keras.losses.SparseCategoricalCrossentropy(
@@ -138,7 +138,7 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
     return state
 
 
-def output_keys(labels: np.ndarray, ids: np.ndarray, shard_of: dict[int, int] | None) -> np.ndarray:
+def _keys(labels: np.ndarray, ids: np.ndarray, shard_of: dict[int, int] | None) -> np.ndarray:
     """What the component predicts for each sample: its class, or for the gate its shard."""
     if shard_of is None:
         return labels
@@ -151,11 +151,11 @@ def _balanced_weights(labels: np.ndarray) -> np.ndarray:
     return (len(labels) / (len(classes) * counts))[inverse].astype(np.float32)
 
 
-def targets_for(samples: Samples, rows: np.ndarray, outputs: list[int],
+def _targets(samples: Samples, rows: np.ndarray, outputs: list[int],
                 shard_of: dict[int, int] | None) -> np.ndarray:
     """The head index each sample should be predicted as (class, or shard for the gate)."""
     index = {key: k for k, key in enumerate(outputs)}
-    keys = output_keys(samples.y[rows], samples.ids[rows], shard_of)
+    keys = _keys(samples.y[rows], samples.ids[rows], shard_of)
     return np.asarray([index[int(key)] for key in keys], np.int64)
 
 
@@ -165,5 +165,5 @@ def _losses(model, samples: Samples, ids, outputs, shard_of, batch_size) -> np.n
     predictions = model.predict(samples.x[rows].astype(np.float32), batch_size=batch_size, verbose=0)
     if not outputs_probabilities(model):
         predictions = keras.ops.convert_to_numpy(keras.ops.softmax(predictions))
-    targets = targets_for(samples, rows, outputs, shard_of)
+    targets = _targets(samples, rows, outputs, shard_of)
     return -np.log(np.clip(predictions[np.arange(len(rows)), targets], 1e-12, 1.0))
