@@ -1,7 +1,8 @@
 """One writer at a time per run: an exclusive `flock` on `RUN/.lock`.
 
 The kernel releases the lock when its holder dies, even by SIGKILL, so a crashed
-command never leaves a stale lock. The file names the holder (pid, command, since)
+command never leaves a stale lock; the next holder deletes the temporary files that
+the dead one had not yet renamed into place. The file names the holder (pid, command, since)
 for the message a waiting or refused command prints. Stores on remote filesystems
 (gs://) have no local lock: run one writer at a time there yourself.
 """
@@ -16,6 +17,7 @@ import sys
 import time
 
 from keras_sisa.errors import InputError
+from keras_sisa.store import Store
 
 LOCK = ".lock"
 
@@ -64,6 +66,8 @@ class RunLock:
             "pid": os.getpid(), "command": self.command,
             "since": datetime.datetime.now().isoformat(timespec="seconds")}))
         self._file.flush()
+        # Only the lock holder writes, so temporary files found now belong to a writer that died.
+        Store(self.root).remove_partial_writes()
         return self
 
     def holder(self) -> str:

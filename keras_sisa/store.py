@@ -30,6 +30,7 @@ from keras_sisa.errors import InputError
 MANIFEST = "manifest.json"
 PLAN = "plan.json"
 FORMAT = "keras-sisa-run/1"
+PARTIAL = ".tmp-"  # marks a file being written; renamed into place when complete
 
 
 class Store:
@@ -70,7 +71,7 @@ class Store:
         """Writes atomically (temporary file, fsync, rename); returns the SHA-256 of the data."""
         final = self.path(relative)
         tf.io.gfile.makedirs(os.path.dirname(final))
-        temporary = f"{final}.tmp-{uuid.uuid4().hex[:8]}"
+        temporary = f"{final}{PARTIAL}{uuid.uuid4().hex[:8]}"
         if "://" in final:
             with tf.io.gfile.GFile(temporary, "wb") as f:
                 f.write(data)
@@ -109,12 +110,20 @@ class Store:
     def size(self, relative: str) -> int:
         return tf.io.gfile.stat(self.path(relative)).length
 
-    def files(self) -> list[str]:
-        """Every file of the run, relative to its root, in sorted order (not the dot-named lock)."""
+    def remove_partial_writes(self) -> None:
+        """Deletes temporary files left by a writer that was killed before its rename."""
+        for path in self.files(partial=True):
+            if PARTIAL in path:
+                tf.io.gfile.remove(self.path(path))
+
+    def files(self, partial: bool = False) -> list[str]:
+        """Every file of the run, relative to its root, in sorted order: not the dot-named lock,
+        and not unfinished writes unless `partial`."""
         found = []
         for directory, _, names in tf.io.gfile.walk(self.root):
             prefix = directory[len(self.root):].strip("/")
-            found += [f"{prefix}/{n}" if prefix else n for n in names if not n.startswith(".")]
+            found += [f"{prefix}/{n}" if prefix else n for n in names
+                      if not n.startswith(".") and (partial or PARTIAL not in n)]
         return sorted(found)
 
 

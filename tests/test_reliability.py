@@ -206,3 +206,15 @@ def test_class_names_with_separators_and_unicode_work_end_to_end(small, tmp_path
     assert forgot.returncode == 0, forgot.stderr
     assert load(run).info()["forgotten"] == ["shirts/tops"]
     assert sorted(os.listdir(run)) == [".lock", "checkpoints", "data", "manifest.json", "plan.json", "receipts"]
+
+
+def test_a_write_left_unfinished_by_a_killed_command_is_removed_by_the_next(reference, tmp_path):
+    run = str(tmp_path / "run")
+    shutil.copytree(reference[2], run)
+    stray = os.path.join(run, "data", "test.npz.tmp-deadbeef")  # as a SIGKILL mid-write leaves it
+    with open(stray, "wb") as f:
+        f.write(b"PK\x03\x04 half an npz")
+    finished = run_cli("forget", run, "--class", FORGET)
+    assert finished.returncode == 0, finished.stderr
+    assert not os.path.exists(stray)
+    assert digests(run) == reference[1]
