@@ -130,7 +130,10 @@ class ComponentState:
 
     def build(self, builder: ModelFn, input_shape: tuple) -> keras.Model:
         """A Keras model carrying this state's weights."""
-        model = builder(input_shape, len(self.outputs))
+        return self.load_into(builder(input_shape, len(self.outputs)))
+
+    def load_into(self, model: keras.Model) -> keras.Model:
+        """Sets `model`'s weights to this state's; its head must have as many outputs."""
         head = head_of(model)
         head_variables = {id(v) for v in head.weights}
         body = [v for v in model.weights if id(v) not in head_variables]

@@ -21,6 +21,9 @@ from keras_sisa.plan import Component, Plan
 from keras_sisa.seeds import seed_for
 from keras_sisa.store import Store
 
+# The variable in which a Keras SeedGenerator (dropout, noise layers) keeps its state.
+SEED_STATE = "seed_generator_state"
+
 
 @dataclasses.dataclass
 class TrainingConfig:
@@ -85,6 +88,39 @@ def initialise(store: Store, component: Component, builder: ModelFn, input_shape
     write_state(store, component.name, INITIAL, ComponentState.initial(builder, input_shape))
 
 
+class CompiledModels:
+    """A component's compiled Keras models, one per head size, reused from slice to slice.
+
+    Compiling and tracing a new model costs about 0.8 s, a quarter of a gate slice on
+    Fashion-MNIST (measured). `prepared` resets a reused model to exactly where a new one
+    starts: the state's weights, the optimizer's initial variables and dropout seeded by
+    the slice, so reuse never changes a weight.
+    """
+
+    def __init__(self, builder: ModelFn, input_shape: tuple, learning_rate: float):
+        self.builder, self.input_shape, self.learning_rate = builder, input_shape, learning_rate
+        self._compiled: dict[int, tuple[keras.Model, list[np.ndarray]]] = {}
+
+    def prepared(self, state: ComponentState, seed: int) -> keras.Model:
+        """A compiled model holding `state`, ready to train a slice seeded by `seed`."""
+        size = len(state.outputs)
+        if size not in self._compiled:
+            model = self.builder(self.input_shape, size)
+            model.compile(optimizer=keras.optimizers.Adam(self.learning_rate),
+                          loss=keras.losses.SparseCategoricalCrossentropy(
+                              from_logits=not outputs_probabilities(model)),
+                          metrics=["accuracy"])
+            model.optimizer.build(model.trainable_variables)
+            self._compiled[size] = model, [np.array(v) for v in model.optimizer.variables]
+        model, optimizer_start = self._compiled[size]
+        state.load_into(model)
+        for variable, value in zip(model.optimizer.variables, optimizer_start):
+            variable.assign(value)
+        for k, variable in enumerate(v for v in model.variables if v.path.endswith(SEED_STATE)):
+            variable.assign(np.asarray([seed_for(seed, "dropout", k), 0], variable.dtype))
+        return model
+
+
 def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input_shape: tuple,
                     samples: Samples, config: TrainingConfig, start: int = 0, verbose: int = 1) -> ComponentState:
     """Trains component `name` over its slices from index `start`, checkpointing each one.
@@ -100,6 +136,7 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
     shard_of = plan.shard_of() if component.is_gate else None
     epochs = config.gate_epochs if component.is_gate else config.epochs
     ratio = config.gate_replay_ratio if component.is_gate else config.replay_ratio
+    models = CompiledModels(builder, input_shape, config.learning_rate)
     for k in range(start, len(slices)):
         current = slices[k]
         seed = seed_for(config.seed, name, current.id)
@@ -108,7 +145,7 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
         keys = _keys(samples.y[rows], samples.ids[rows], shard_of)
         outputs = state.outputs + sorted(set(keys.tolist()) - set(state.outputs))
         state = state.grow(outputs, seed_for(config.seed, name))
-        model = state.build(builder, input_shape)
+        model = models.prepared(state, seed)
         pool = np.asarray([i for s in slices[:k] for i in s.sample_ids], np.int64)
         count = replay.replay_count(ratio, len(rows), len(pool))
         losses = lambda ids: _losses(model, samples, ids, outputs, shard_of, config.batch_size)
@@ -127,10 +164,6 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
         x = samples.x[all_rows]
         targets = _targets(samples, all_rows, outputs, shard_of)
         weights = _balanced_weights(samples.y[all_rows]) if config.balance else None
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                      loss=keras.losses.SparseCategoricalCrossentropy(
-                          from_logits=not outputs_probabilities(model)),
-                      metrics=["accuracy"])
         checkpoint = SliceCheckpoint(store, name, current.id, outputs, replay_ids.tolist())
         model.fit(x, targets, sample_weight=weights, batch_size=config.batch_size, epochs=epochs, shuffle=True,
                   callbacks=[checkpoint], verbose=verbose)
