@@ -16,6 +16,7 @@ from keras_sisa.classifier import SISAClassifier, load
 from keras_sisa.export import FORMATS, QUANTIZATIONS
 from keras_sisa.errors import ExportError, InputError
 from keras_sisa.models import default_cnn, small_gate
+from keras_sisa.parallel import BACKENDS, Execution
 from keras_sisa.store import Store
 from keras_sisa.training import TrainingConfig
 
@@ -56,6 +57,26 @@ def positive(ctx, param, value):
     return value
 
 
+def execution_options(command):
+    """--workers, --backend and --ray-address: where the components of a fit or forget train."""
+    command = click.option("--ray-address", default=None,
+                           help="Ray cluster to join with --backend ray (default: a local Ray runtime).")(command)
+    command = click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True,
+                           help="Train components in local processes or as Ray tasks.")(command)
+    return click.option("--workers", default=1, show_default=True, type=int, callback=positive,
+                        help="Local processes training components side by side.")(command)
+
+
+def parse_only(text: str | None) -> str | None:
+    """--only plan, gate or expert:K (also expert-K), as a component name or "plan"."""
+    if text is None or text in ("plan", "gate"):
+        return text
+    kind, _, number = text.replace("-", ":").partition(":")
+    if kind != "expert" or not number.isdigit():
+        raise InputError(f"Expected --only plan, gate or expert:K (K a shard number), got {text!r}.")
+    return f"expert-{int(number)}"
+
+
 @main.command()
 @click.option("--out", required=True, help="New directory for the run.")
 @click.option("--dataset", default=None, help="fashion_mnist (default) or tfds:NAME.")
@@ -82,17 +103,33 @@ def positive(ctx, param, value):
 @click.option("--replay", type=click.Choice(["uniform", "loss"]), default="uniform", show_default=True)
 @click.option("--batch-size", default=TrainingConfig.batch_size, show_default=True, type=int, callback=positive)
 @click.option("--seed", default=TrainingConfig.seed, show_default=True, type=int)
+@click.option("--threads", default=None, type=int, callback=positive,
+              help="TensorFlow threads of every training process (default: this machine's cores); "
+                   "weights are bit-identical only between runs with the same count.")
 @click.option("--model", "model_fn", default=None, help="Expert builder as module:function.")
 @click.option("--gate-model", "gate_fn", default=None, help="Gate builder as module:function.")
+@execution_options
+@click.option("--only", default=None,
+              help="plan: write data and plan only; gate or expert:K: train that component only "
+                   "(one job per component); then run fit once more to finish.")
 def fit(out, dataset, data_dir, test_dir, test_split, image_size, npz, limit_per_class, shards,
         classes_per_slice, class_order, strategy, grouping, slices, epochs, gate_epochs, replay_ratio,
-        gate_replay_ratio, replay, batch_size, seed, model_fn, gate_fn) -> None:
+        gate_replay_ratio, replay, batch_size, seed, model_fn, gate_fn, threads, workers, backend,
+        ray_address, only) -> None:
     """Train a SISA ensemble and write the run to --out; run it again to finish an interrupted fit."""
     verbose = 1 if sys.stdout.isatty() else 2
+    only = parse_only(only)
+    execution = Execution(workers, backend, ray_address)
+    if only and (workers > 1 or backend != "local"):
+        raise InputError("--only trains in this process; it takes no --workers or --backend.")
     status = Store(out).status()
+    if only not in (None, "plan"):
+        return train_only(out, status, only, verbose)
     if status == "fitting":
+        if only == "plan":
+            return click.echo(f"{out} is already planned; train its components with --only.")
         click.echo(f"Resuming the interrupted fit of {out} from its last slice checkpoints.")
-        return fitted_text(load(out).resume(verbose=verbose), out)
+        return fitted_text(load(out).resume(verbose=verbose, execution=execution), out)
     if status != "preparing":  # a run interrupted while preparing is replaced by this fit
         Store(out).check_new()
     data = sources.load(dataset, data_dir, test_dir, npz, limit_per_class, test_split=test_split,
@@ -104,10 +141,23 @@ def fit(out, dataset, data_dir, test_dir, test_split, image_size, npz, limit_per
                           strategy=strategy, grouping=grouping, slices=slices, epochs=epochs,
                           gate_epochs=gate_epochs, replay_ratio=replay_ratio,
                           gate_replay_ratio=gate_replay_ratio, replay=replay, batch_size=batch_size,
-                          seed=seed)
-    sisa.fit(data.x_train, data.y_train, data.class_names, test_data=(data.x_test, data.y_test),
-             sample_ids=data.ids, verbose=verbose)
-    fitted_text(sisa, out)
+                          seed=seed, threads=threads)
+    sisa.prepare(data.x_train, data.y_train, data.class_names, test_data=(data.x_test, data.y_test),
+                 sample_ids=data.ids)
+    if only == "plan":
+        return click.echo(f"Planned {len(sisa.plan.components)} components in {out}: "
+                          f"{', '.join(c.name for c in sisa.plan.components)}.")
+    fitted_text(sisa.resume(verbose=verbose, execution=execution), out)
+
+
+def train_only(out: str, status: str | None, name: str, verbose: int) -> None:
+    """`fit --only COMPONENT`: trains one component of a planned run, for one job of many."""
+    if status not in ("fitting", "fitted"):
+        raise InputError(f"{out} has no plan yet; run `keras-sisa fit --out {out} ... --only plan` first.")
+    if status == "fitted":
+        return click.echo(f"{out} is fitted already: nothing to train.")
+    load(out).resume(verbose=verbose, only=name)
+    click.echo(f"Trained {name} of {out}; run `keras-sisa fit --out {out}` when every component is done.")
 
 
 def fitted_text(sisa: SISAClassifier, out: str) -> None:
@@ -161,6 +211,8 @@ def info_text(details: dict) -> None:
         click.echo(f"  {c['name']:<10} {c['samples']:>7} samples, {c['checkpoints']} checkpoints "
                    f"({c['checkpoint_bytes'] / 1e6:.1f} MB), slices {' '.join(c['slices'])}; "
                    f"classes {', '.join(c['classes'])}")
+    costs = sorted(details["expected_forget_seconds"].items(), key=lambda item: item[1])
+    click.echo("expected forget training time: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in costs))
     pending = details["pending_forget"]
     if pending:
         click.echo(f"  PENDING forget {pending['id']} of {pending['deleted_count']} images"
@@ -179,7 +231,10 @@ def info_text(details: dict) -> None:
 @click.option("--class", "classes", multiple=True, help="A class to forget (repeatable).")
 @click.option("--samples", "samples_file", type=click.Path(), default=None,
               help="File of sample ids to forget, one per line.")
-def forget(run, classes, samples_file) -> None:
+@execution_options
+@click.option("--no-audit", is_flag=True,
+              help="Skip measuring the forget's effect (retained accuracy, membership inference) for the report.")
+def forget(run, classes, samples_file, workers, backend, ray_address, no_audit) -> None:
     """Forget classes and samples exactly, by rewinding the components that held them.
 
     Without --class or --samples, finishes a forget that was interrupted."""
@@ -187,7 +242,8 @@ def forget(run, classes, samples_file) -> None:
     if not classes and samples_file is None and "pending_forget" not in sisa.manifest:
         raise InputError("Nothing to forget: give --class NAME (repeatable) or --samples FILE.")
     receipt = sisa.forget(classes=list(classes), samples=read_ids(samples_file),
-                          verbose=1 if sys.stdout.isatty() else 0)
+                          verbose=1 if sys.stdout.isatty() else 0, workers=workers, backend=backend,
+                          ray_address=ray_address, audit=not no_audit)
     if receipt.get("noop"):
         click.echo(receipt["message"])
         return
@@ -270,3 +326,14 @@ def repair(run) -> None:
     """Refit every component whose checkpoint is missing or corrupted, from its last good slice."""
     problems = load(run, check=False).repair(verbose=1 if sys.stdout.isatty() else 0)
     click.echo("\n".join(f"repaired: {p}" for p in problems) or f"{run}: every file matches its checksum.")
+
+
+@main.command()
+@click.argument("run")
+@click.option("--out", required=True, help="New directory for report.html, its PNG plots and report.json.")
+@json_flag
+def report(run, out, as_json) -> None:
+    """Plot what the model knows and what it forgot: accuracy, confusion, MIA, timeline, plan."""
+    figures = load(run).report(out)
+    show(figures, as_json, lambda _: click.echo(f"Wrote {out}/report.html with {len(figures['figures'])} "
+                                                 f"plots and {out}/report.json."))

@@ -18,7 +18,7 @@ from keras_sisa.errors import InputError
 from keras_sisa.export.bridge import copy_back, to_tf_keras
 from keras_sisa.models import ComponentState, outputs_probabilities
 from keras_sisa.training import enable_determinism
-from keras_sisa.unlearning import load_samples
+from keras_sisa.tasks import load_samples
 
 WEIGHTED = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense")
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 
 import keras
@@ -17,8 +16,8 @@ import numpy as np
 from keras_sisa.errors import ExportError, InputError
 from keras_sisa.export import parity, tflite
 from keras_sisa.export.compression import Compression, compressed_ensemble
-from keras_sisa.store import MANIFEST, Store, dumps
-from keras_sisa.unlearning import load_samples
+from keras_sisa.store import MANIFEST, build_directory, dumps
+from keras_sisa.tasks import load_samples
 
 FORMATS = ("saved_model", "tflite", "both")
 # Minimum top-1 agreement with the Keras ensemble, by quantization.
@@ -50,19 +49,8 @@ def export(sisa, directory: str, format: str = "both", quantize: str = "none",
     if keras.backend.backend() != "tensorflow":
         raise InputError(f"Export needs the TensorFlow backend, but Keras runs on "
                          f"{keras.backend.backend()!r}; set KERAS_BACKEND=tensorflow.")
-    Store(directory).check_new()
-    parent = os.path.dirname(os.path.abspath(directory))
-    os.makedirs(parent, exist_ok=True)
-    scratch = tempfile.mkdtemp(prefix=".export-", dir=parent)
-    try:
-        report = _build(sisa, scratch, format, quantize, compression, parity_images, calibration_images,
-                        latency_runs, verbose)
-        if os.path.isdir(directory):
-            os.rmdir(directory)
-        os.replace(scratch, directory)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return report
+    return build_directory(directory, lambda scratch: _build(
+        sisa, scratch, format, quantize, compression, parity_images, calibration_images, latency_runs, verbose))
 
 
 def _build(sisa, out: str, format: str, quantize: str, compression: Compression, parity_images: int,

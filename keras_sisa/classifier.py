@@ -5,13 +5,12 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import platform
-import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_sisa import models, plan as plans, unlearning
+from keras_sisa import audit as audits, models, plan as plans, unlearning
 from keras_sisa.callbacks import read_state
 from keras_sisa.data import Dataset, validate
 from keras_sisa.ensemble import build_ensemble
@@ -21,7 +20,9 @@ from keras_sisa.locking import LOCK, RunLock
 from keras_sisa.metrics import accuracy_report
 from keras_sisa.models import ComponentState, ModelFn
 from keras_sisa.store import FORMAT, MANIFEST, PLAN, Store, checkpoint_path, data_path
-from keras_sisa.training import TrainingConfig, train_component
+from keras_sisa.parallel import Execution, train_components
+from keras_sisa.tasks import resume_point, train_in_run
+from keras_sisa.training import TrainingConfig, machine_threads
 
 STRATEGIES = ("class", "random")
 GROUPINGS = ("similar", "dealt")
@@ -81,13 +82,27 @@ class SISAClassifier:
         return self.store.root
 
     def fit(self, x, y, class_names: list[str] | None = None, test_data=None,
-            sample_ids=None, plan: plans.Plan | None = None, verbose: int = 1) -> SISAClassifier:
+            sample_ids=None, plan: plans.Plan | None = None, verbose: int = 1, workers: int = 1,
+            backend: str = "local", ray_address: str | None = None) -> SISAClassifier:
         """Plans the shards and slices, then trains every component slice by slice.
 
         `test_data=(x_test, y_test)` is kept in the run for `evaluate` without arguments;
         `sample_ids` (default: positions 0..N-1) name the samples for a later forget.
         `plan` replaces the computed plan, e.g. another run's plan with data removed:
-        that is the fit a forget must reproduce exactly.
+        that is the fit a forget must reproduce exactly. `workers` trains components in
+        that many local processes; `backend="ray"` makes each one a Ray task (on the
+        cluster at `ray_address`, or a local Ray runtime). The weights are the same.
+        """
+        execution = Execution(workers, backend, ray_address)
+        self.prepare(x, y, class_names, test_data, sample_ids, plan)
+        return self.resume(verbose, execution=execution)
+
+    def prepare(self, x, y, class_names: list[str] | None = None, test_data=None,
+                sample_ids=None, plan: plans.Plan | None = None) -> SISAClassifier:
+        """Checks the data, plans, and writes data and plan into the run, training nothing.
+
+        The first step of a fit whose components train elsewhere, one per job
+        (`resume(only=...)`, `keras-sisa fit --only`); `fit` is `prepare` then `resume`.
         """
         self._discard_unprepared()
         if self.store.status() == "fitting":
@@ -103,6 +118,8 @@ class SISAClassifier:
             raise InputError(f"The plan names {len(unknown)} sample ids not in the data, e.g. "
                              f"{min(unknown)}; give the data the plan was made for.")
         self._check_builders(data.input_shape)
+        if self.config.threads is None:
+            self.config = dataclasses.replace(self.config, threads=machine_threads())
         self.store.create()
         with RunLock(self.directory, "fit"):
             self.store.check_new(ignore=[LOCK])
@@ -119,32 +136,46 @@ class SISAClassifier:
             self.plan = plan
             self.manifest["status"] = "fitting"
             self.store.write_json(MANIFEST, self.manifest)
-            self._train_remaining(verbose)
         return self
 
-    def resume(self, verbose: int = 1) -> SISAClassifier:
-        """Finishes an interrupted fit from the last complete slice checkpoint of each component."""
+    def resume(self, verbose: int = 1, execution: Execution | None = None,
+               only: str | None = None) -> SISAClassifier:
+        """Finishes a prepared or interrupted fit from each component's last slice checkpoint.
+
+        With `only` (a component name such as "expert-3" or "gate"), trains that one
+        component and nothing else, without taking the run's lock, so that separate jobs
+        can train separate components at once; a last `resume()` then finds every
+        component done and marks the run fitted.
+        """
+        if only is not None:
+            self._reload()
+            if self.manifest["status"] == "fitting":
+                names = [c.name for c in self.plan.components]
+                if only not in names:
+                    raise InputError(f"The run has no component {only!r}; it has {', '.join(names)}.")
+                train_in_run(self.directory, only, self._builder(self.plan.component(only)),
+                             verbose=verbose)
+            return self
         with RunLock(self.directory, "fit"):
             self._reload()
             if self.manifest["status"] != "fitting":
                 raise InputError(f"{self.directory} has no interrupted fit to resume (it is "
                                  f"{self.manifest['status']}).")
-            self._train_remaining(verbose)
+            self._train_remaining(verbose, execution or Execution())
         return self
 
-    def _train_remaining(self, verbose: int) -> None:
+    def _train_remaining(self, verbose: int, execution: Execution) -> None:
         """Trains every component from its first slice without a checkpoint, then commits."""
-        samples = unlearning.load_samples(self.store, self.plan)
+        names = [c.name for c in self.plan.components
+                 if resume_point(self.store, c) < len(c.slices)]
+        trained = train_components(self.directory, names, execution, self._builder, verbose)
         seconds = self.manifest.setdefault("component_seconds", {})
-        for component in self.plan.components:
-            start = unlearning.resume_point(self.store, component)
-            if start == len(component.slices):
-                continue
-            began = time.perf_counter()
-            train_component(self.store, self.plan, component.name, self._builder(component),
-                            self.input_shape, samples, self.config, start=start, verbose=verbose)
-            seconds[component.name] = seconds.get(component.name, 0.0) + time.perf_counter() - began
+        for name, spent in trained.items():
+            seconds[name] = seconds.get(name, 0.0) + spent
         self.manifest.update(status="fitted", fit_seconds=sum(seconds.values()))
+        if "fit_evaluation" not in self.manifest:  # a repair restores the same weights
+            self._model = None
+            self.manifest["fit_evaluation"] = audits.evaluation(self)
         self._commit()
 
     def _discard_unprepared(self) -> None:
@@ -152,7 +183,8 @@ class SISAClassifier:
         if self.store.status() == "preparing":
             tf.io.gfile.rmtree(self.store.root)
 
-    def forget(self, classes=(), samples=(), verbose: int = 1) -> dict:
+    def forget(self, classes=(), samples=(), verbose: int = 1, workers: int = 1,
+               backend: str = "local", ray_address: str | None = None, audit: bool = True) -> dict:
         """Forgets whole classes (names or indices) and single samples (ids), exactly.
 
         Each component is rewound to the checkpoint before the first slice that held
@@ -160,16 +192,20 @@ class SISAClassifier:
         without that data. A forgotten class leaves the label space. Returns the
         receipt, also written to the run's `receipts/` folder. Waits for any other
         command writing the run, then first finishes a forget that was interrupted.
+        `workers`, `backend` and `ray_address` place the retraining as in `fit`. `audit`
+        adds to the receipt where the forgotten test images go now, a membership-inference
+        ROC and the retained accuracy (`keras-sisa report` plots them); it costs predictions.
         """
+        execution = Execution(workers, backend, ray_address)
         with RunLock(self.directory, "forget"):
             self._reload()
             if "pending_forget" in self.manifest:
                 if verbose:
                     print(f"Finishing the interrupted forget {self.manifest['pending_forget']['id']}.")
-                finished = unlearning.complete_pending(self, verbose)
+                finished = unlearning.complete_pending(self, verbose, execution)
                 if not list(classes) and not list(samples):
                     return finished
-            return unlearning.forget(self, classes, samples, verbose=verbose)
+            return unlearning.forget(self, classes, samples, verbose, execution, audit)
 
     def _reload(self) -> None:
         """Reads manifest and plan again: another command may have changed them."""
@@ -190,6 +226,15 @@ class SISAClassifier:
         See `keras_sisa.export.export` for the files and the report it returns.
         """
         return export_files(self, directory, format=format, quantize=quantize, **options)
+
+    def report(self, directory: str) -> dict:
+        """Writes an HTML page of PNG plots (and report.json) on what the model knows and forgot.
+
+        See `keras_sisa.report.report`; returns the figures' numbers.
+        """
+        from keras_sisa.report import report  # matplotlib loads only when a report is asked for
+
+        return report(self, directory)
 
     def predict(self, x, batch_size: int = 256) -> np.ndarray:
         """Probabilities over the label space (`self.classes`), from raw 0..255 images."""
@@ -217,6 +262,10 @@ class SISAClassifier:
             action = "keras-sisa forget RUN" if status == "forgetting" else "keras-sisa fit --out RUN"
             raise InputError(f"The run {self.directory} is {status}: a command was interrupted or is "
                              f"running. Run `{action}` to finish it.")
+        return self._ensemble()
+
+    def _ensemble(self) -> keras.Model:
+        """The ensemble of the components' last checkpoints, built once per change of the run."""
         if self._model is None:
             states = {c.name: read_state(self.store, c.name, c.slices[-1].id) for c in self.plan.components}
             self._model = build_ensemble(self.plan, states, self.model_fn, self.gate_fn,
@@ -270,6 +319,7 @@ class SISAClassifier:
             "components": components,
             "total_bytes": sum(self.store.size(f) for f in self.store.files()),
             "fit_seconds": self.manifest.get("fit_seconds"),
+            "expected_forget_seconds": unlearning.expected_forget_seconds(self),
             "receipts": [{k: r[k] for k in ("id", "time", "classes", "deleted_count", "rewound")}
                          | {"seconds": r["seconds"]["total"]} for r in self.receipts()],
             "pending_forget": {k: v for k, v in self.manifest["pending_forget"].items() if k != "deleted"}
@@ -344,7 +394,7 @@ class SISAClassifier:
             if problems:
                 self.manifest["status"] = "fitting"
                 self.store.write_json(MANIFEST, self.manifest)
-                self._train_remaining(verbose)
+                self._train_remaining(verbose, Execution())
         return list(problems.values())
 
     def _commit(self) -> None:

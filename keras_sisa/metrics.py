@@ -23,3 +23,40 @@ def accuracy_report(probabilities: np.ndarray, y: np.ndarray, label_space: list[
         "excluded": int((~retained).sum()),
         "per_class": per_class,
     }
+
+
+def confusion_matrix(probabilities: np.ndarray, y: np.ndarray, label_space: list[int]) -> list[list[int]]:
+    """Counts of (true class, predicted class) over the test images of retained classes,
+    rows and columns in `label_space` order."""
+    y = np.asarray(y, np.int64)
+    retained = np.isin(y, label_space)
+    predicted = np.argmax(probabilities[retained], axis=1)
+    truth = np.searchsorted(label_space, y[retained])
+    counts = np.zeros((len(label_space), len(label_space)), np.int64)
+    np.add.at(counts, (truth, predicted), 1)
+    return counts.tolist()
+
+
+def membership_scores(probabilities: np.ndarray) -> dict[str, np.ndarray]:
+    """Scores a membership-inference attack uses when the true class has no output: the
+    top probability, and the negative entropy (both higher for images the model trained on)."""
+    p = np.clip(probabilities, 1e-12, 1.0)
+    return {"confidence": p.max(axis=1), "negative_entropy": (p * np.log(p)).sum(axis=1)}
+
+
+def auc(members: np.ndarray, non_members: np.ndarray) -> float:
+    """ROC AUC of a score that should be higher for members (Mann-Whitney U, ties halved)."""
+    scores = np.concatenate([members, non_members])
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    upper = np.cumsum(counts)  # tied scores share the mean of their ranks
+    ranks = (upper - (counts - 1) / 2.0)[inverse]
+    u = ranks[:len(members)].sum() - len(members) * (len(members) + 1) / 2
+    return float(u / (len(members) * len(non_members)))
+
+
+def roc_curve(members: np.ndarray, non_members: np.ndarray, points: int = 101) -> dict:
+    """The ROC curve of a membership score at `points` thresholds, with its AUC."""
+    thresholds = np.quantile(np.concatenate([members, non_members]), np.linspace(1, 0, points))
+    return {"auc": auc(members, non_members),
+            "fpr": [float(np.mean(non_members >= t)) for t in thresholds],
+            "tpr": [float(np.mean(members >= t)) for t in thresholds]}

@@ -20,7 +20,10 @@ import io
 import json
 import os
 import re
+import shutil
+import tempfile
 import uuid
+from typing import Callable, TypeVar
 
 import numpy as np
 import tensorflow as tf
@@ -31,6 +34,7 @@ MANIFEST = "manifest.json"
 PLAN = "plan.json"
 FORMAT = "keras-sisa-run/1"
 PARTIAL = ".tmp-"  # marks a file being written; renamed into place when complete
+T = TypeVar("T")
 
 
 class Store:
@@ -125,6 +129,23 @@ class Store:
             found += [f"{prefix}/{n}" if prefix else n for n in names
                       if not n.startswith(".") and (partial or PARTIAL not in n)]
         return sorted(found)
+
+
+def build_directory(directory: str, build: Callable[[str], T]) -> T:
+    """Runs `build(scratch)` in a scratch folder beside `directory`, then renames it into place,
+    so a failed build leaves nothing behind. `directory` must be new or empty."""
+    Store(directory).check_new()
+    parent = os.path.dirname(os.path.abspath(directory))
+    os.makedirs(parent, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=".partial-", dir=parent)
+    try:
+        result = build(scratch)
+        if os.path.isdir(directory):
+            os.rmdir(directory)
+        os.replace(scratch, directory)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return result
 
 
 def checkpoint_path(component: str, slice_id: str) -> str:

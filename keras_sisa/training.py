@@ -8,6 +8,7 @@ are this one loop, which is what makes a forget equal to a fresh fit.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import keras
 import numpy as np
@@ -30,6 +31,10 @@ class TrainingConfig:
     """How each slice trains; the gate has its own epochs and replay ratio, since it is the
     component that sees every class and dominates the cost of a forget.
 
+    `threads` is the size of TensorFlow's thread pools while training: it changes how
+    sums are split, hence the bits of the weights, so every process that trains the run
+    uses the same (default: this machine's cores at fit time).
+
     `balance` weights every class equally within a slice: a slice holds all of its new
     class but only a replayed share of each earlier one, and unweighted training then
     favours the newest class (measured: gate routing drops for early classes).
@@ -44,6 +49,7 @@ class TrainingConfig:
     batch_size: int = 128
     learning_rate: float = 1e-3
     seed: int = 0
+    threads: int | None = None
 
     def __post_init__(self):
         for name in ("epochs", "gate_epochs", "batch_size"):
@@ -54,6 +60,8 @@ class TrainingConfig:
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
                 raise InputError(f"Expected {name} to be zero or more, got {value!r}.")
+        if self.threads is not None and (not isinstance(self.threads, (int, np.integer)) or self.threads < 1):
+            raise InputError(f"Expected threads to be a positive whole number, got {self.threads!r}.")
         if not self.learning_rate > 0:
             raise InputError(f"Expected learning_rate above zero, got {self.learning_rate!r}.")
         if self.replay not in replay.STRATEGIES:
@@ -73,6 +81,16 @@ class Samples:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+def machine_threads() -> int:
+    """The cores this process may run on: TensorFlow's default thread-pool size."""
+    return len(os.sched_getaffinity(0))
+
+
+def process_threads() -> int:
+    """The size of this process's TensorFlow thread pool."""
+    return tf.config.threading.get_intra_op_parallelism_threads() or machine_threads()
 
 
 def enable_determinism(seed: int) -> None:

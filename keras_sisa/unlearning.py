@@ -16,12 +16,15 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from keras_sisa import audit as audits
 from keras_sisa.callbacks import INITIAL
 from keras_sisa.data import class_indices
 from keras_sisa.errors import InputError
 from keras_sisa.plan import Plan
-from keras_sisa.store import MANIFEST, PLAN, Store, checkpoint_path, data_path
-from keras_sisa.training import Samples, train_component
+from keras_sisa.parallel import Execution, train_components
+from keras_sisa.store import MANIFEST, PLAN, Store, data_path
+from keras_sisa.tasks import load_samples
+from keras_sisa.training import process_threads, train_component
 
 
 def first_touched(plan: Plan, deleted: set[int]) -> dict[str, int]:
@@ -35,19 +38,36 @@ def first_touched(plan: Plan, deleted: set[int]) -> dict[str, int]:
     return touched
 
 
-def load_samples(store: Store, plan: Plan) -> Samples:
-    """The training images the run still holds, from its per-shard data files."""
-    parts = [store.read_arrays(data_path(e.name)) for e in plan.experts]
-    return Samples(np.concatenate([p["x"] for p in parts]), np.concatenate([p["y"] for p in parts]),
-                   np.concatenate([p["ids"] for p in parts]))
+def rewinds(plan: Plan, deleted: set[int], classes=()) -> dict[str, dict]:
+    """For each component a deletion touches: the checkpoint it rewinds to, and how many of
+    its slices (`of_slices` before) are retrained after it."""
+    new_plan = plan.without(deleted, classes)
+    remaining = {c.name for c in new_plan.components}
+    return {name: {"to_slice": plan.component(name).slices[k - 1].id if k else INITIAL,
+                   "retrained_slices": len(new_plan.component(name).slices) - k if name in remaining else 0,
+                   "of_slices": len(plan.component(name).slices)}
+            for name, k in first_touched(plan, deleted).items()}
 
 
-def forget(sisa, classes=(), samples=(), verbose: int = 1) -> dict:
+def expected_forget_seconds(sisa) -> dict[str, float]:
+    """Per retained class, the training time a forget of it should take: each touched
+    component's fit time, scaled by the share of its slices that would be retrained."""
+    samples = load_samples(sisa.store, sisa.plan)
+    seconds = sisa.manifest.get("component_seconds", {})
+    return {sisa.class_names[c]: sum(seconds.get(name, 0.0) * r["retrained_slices"] / r["of_slices"]
+                                     for name, r in rewinds(sisa.plan, set(samples.ids[samples.y == c].tolist()),
+                                                            [c]).items())
+            for c in sisa.classes}
+
+
+def forget(sisa, classes=(), samples=(), verbose: int = 1, execution: Execution = Execution(),
+           audit: bool = True) -> dict:
     """Removes `classes` (names or indices) and `samples` (ids) from a fitted run; returns the receipt.
 
     The request is first recorded in the manifest as pending, with everything needed
     to finish it; `complete_pending` then purges and retrains. A forget killed at any
-    point is finished by the next `forget` on the run, never undone.
+    point is finished by the next `forget` on the run, never undone. With `audit`, the
+    receipt also records what the forget did to the model (`audit.after_forget`).
     """
     names = sisa.class_names
     requested = class_indices(classes, names)
@@ -69,7 +89,6 @@ def forget(sisa, classes=(), samples=(), verbose: int = 1) -> dict:
         what = ", ".join(names[c] for c in already) or "those samples"
         return {"noop": True, "message": f"Nothing to forget: {what} already forgotten."}
 
-    touched = first_touched(plan, deleted)
     new_plan = plan.without(deleted, new_classes)
     remaining = {c.name for c in new_plan.components}
     pending = {
@@ -80,23 +99,21 @@ def forget(sisa, classes=(), samples=(), verbose: int = 1) -> dict:
         "sample_ids": sorted(ids & held),
         "deleted_count": len(deleted),
         "deleted_ids_sha256": hashlib.sha256(np.asarray(sorted(deleted), np.int64).tobytes()).hexdigest(),
-        "rewound": {name: {"to_slice": plan.component(name).slices[k - 1].id if k else INITIAL,
-                           "retrained_slices": len(new_plan.component(name).slices) - k
-                           if name in remaining else 0}
-                    for name, k in touched.items()},
+        "rewound": rewinds(plan, deleted, new_classes),
         "removed_components": sorted(c.name for c in plan.components if c.name not in remaining),
         "checksums_before": {c.name: sisa.component_state(c.name).digest() for c in plan.components},
         "deleted": sorted(deleted),
         "purged": False,
+        "audit": audit,
     }
     sisa.manifest.update(status="forgetting", pending_forget=pending,
                          forgotten=sorted(set(sisa.manifest["forgotten"]) | set(new_classes)),
                          deleted_ids=sorted(set(sisa.manifest.get("deleted_ids", [])) | deleted))
     sisa.store.write_json(MANIFEST, sisa.manifest)
-    return complete_pending(sisa, verbose)
+    return complete_pending(sisa, verbose, execution)
 
 
-def complete_pending(sisa, verbose: int = 1) -> dict:
+def complete_pending(sisa, verbose: int = 1, execution: Execution = Execution()) -> dict:
     """Finishes the forget recorded in the manifest: purge, rewind, retrain, receipt.
 
     Every step can run again after an interruption: the purge removes what is still
@@ -106,44 +123,32 @@ def complete_pending(sisa, verbose: int = 1) -> dict:
     started = time.perf_counter()
     deleted = set(pending["deleted"])
     plan = sisa.plan.without(deleted, pending["class_indices"])
+    held = None
     if not pending["purged"]:
+        if pending["audit"]:
+            held = audits.hold(sisa.store, sisa.plan, deleted, pending["class_indices"], sisa.config.seed)
         _purge(sisa.store, plan, deleted, pending)
         pending["purged"] = True
         sisa.store.write_json(MANIFEST, sisa.manifest)
     sisa.plan, sisa._model = plan, None
     purge_seconds = time.perf_counter() - started
 
-    samples = load_samples(sisa.store, plan)
-    seconds = {}
-    for name in pending["rewound"]:
-        if name in pending["removed_components"]:
-            continue
-        start = resume_point(sisa.store, plan.component(name))
-        if start < len(plan.component(name).slices):
-            began = time.perf_counter()
-            train_component(sisa.store, plan, name, sisa._builder(plan.component(name)),
-                            sisa.input_shape, samples, sisa.config, start=start, verbose=verbose)
-            seconds[name] = time.perf_counter() - began
-    receipt = {k: v for k, v in pending.items() if k not in ("deleted", "purged")}
+    retrained = [name for name in pending["rewound"] if name not in pending["removed_components"]]
+    seconds = train_components(sisa.directory, retrained, execution, sisa._builder, verbose)
+    total = time.perf_counter() - started
+    receipt = {k: v for k, v in pending.items() if k not in ("deleted", "purged", "audit")}
     receipt.update(
         checksums_after={c.name: sisa.component_state(c.name).digest() for c in plan.components},
-        seconds={"purge": purge_seconds, "retrain": seconds, "total": time.perf_counter() - started})
+        seconds={"purge": purge_seconds, "retrain": seconds, "total": total})
+    if held is not None:
+        receipt["audit"] = audits.after_forget(sisa, held)
+        receipt["seconds"]["audit"] = time.perf_counter() - started - total
     sisa.store.write_json(f"receipts/{receipt['id']:04d}.json", receipt)
     sisa.manifest["receipts"] = sorted(set(sisa.manifest.get("receipts", [])) | {receipt["id"]})
     sisa.manifest["status"] = "fitted"
     del sisa.manifest["pending_forget"]
     sisa._commit()
     return receipt
-
-
-def resume_point(store: Store, component) -> int:
-    """Index of the component's first slice without a checkpoint (0 if it has no initial state)."""
-    if not store.exists(checkpoint_path(component.name, INITIAL)):
-        return 0
-    for k, s in enumerate(component.slices):
-        if not store.exists(checkpoint_path(component.name, s.id)):
-            return k
-    return len(component.slices)
 
 
 def _purge(store: Store, new_plan: Plan, deleted: set[int], pending: dict) -> None:
@@ -184,6 +189,11 @@ def _purge(store: Store, new_plan: Plan, deleted: set[int], pending: dict) -> No
 def verify(sisa, verbose: int = 0) -> list[dict]:
     """Refits from scratch every component a forget touched, on the current plan and data,
     and compares its weights bit for bit with the stored ones."""
+    threads = sisa.config.threads
+    if threads and threads != process_threads():
+        raise InputError(f"The run trains with {threads} TensorFlow threads but this process has "
+                         f"{process_threads()}, which would change the bits; set TF_NUM_INTRAOP_THREADS="
+                         f"{threads} and TF_NUM_INTEROP_THREADS={threads} and verify again.")
     receipts = sisa.receipts()
     names = {c.name for c in sisa.plan.components}
     touched = sorted({n for r in receipts for n in r["rewound"]} & names)

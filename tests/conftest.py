@@ -1,19 +1,26 @@
 """Shared fixtures: small real Fashion-MNIST subsets and one fitted run."""
 
 import os
+import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from keras_sisa import SISAClassifier, data  # noqa: E402
+from keras_sisa import SISAClassifier, data, load  # noqa: E402
 from tiny_models import tiny_cnn  # noqa: E402
 
 CLASSES = [0, 1, 5, 7]  # T-shirt/top, Trouser, Sandal, Sneaker
 TESTS = os.path.dirname(__file__)
+# CLI options for a fast fit with the tiny models.
+TINY = ["--shards", "2", "--model", "tiny_models:tiny_cnn", "--gate-model", "tiny_models:tiny_cnn", "--epochs", "1",
+        "--gate-epochs", "1", "--batch-size", "32"]
+# The first class in the gate's order: forgetting it retrains the most.
+FORGET = "T-shirt/top"
 
 
 @pytest.fixture(scope="session")
@@ -75,8 +82,35 @@ def start_cli(*args) -> subprocess.Popen:
                             text=True, env=dict(os.environ, PYTHONPATH=TESTS))
 
 
+def wait_until(process, ready, timeout=120) -> None:
+    """Waits until `ready()` holds; fails if `process` ended first."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert process.poll() is None, "the command finished before the fault could be injected"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
 def run_cli(*args) -> subprocess.CompletedProcess:
     """Runs `keras-sisa` to the end; returns its exit code and output."""
     process = start_cli(*args)
     stdout, stderr = process.communicate()
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def run_digests(run) -> dict[str, str]:
+    """Each component's weight digest in the run at `run`."""
+    sisa = load(run)
+    return {c.name: sisa.component_state(c.name).digest() for c in sisa.plan.components}
+
+
+@pytest.fixture(scope="session")
+def reference(small_npz, tmp_path_factory):
+    """Uninterrupted sequential CLI runs: a fit, and the same fit after forgetting FORGET."""
+    root = tmp_path_factory.mktemp("reference")
+    fitted = str(root / "fitted")
+    assert run_cli("fit", "--npz", small_npz, *TINY, "--out", fitted).returncode == 0
+    forgotten = str(root / "forgotten")
+    shutil.copytree(fitted, forgotten)
+    assert run_cli("forget", forgotten, "--class", FORGET).returncode == 0
+    return run_digests(fitted), run_digests(forgotten), fitted

@@ -80,3 +80,12 @@ def test_fit_refuses_a_directory_that_holds_something_else(small, tmp_path):
     with pytest.raises(InputError, match="not empty"):
         fit_small(tmp_path / "busy", small)
     assert [p.name for p in (tmp_path / "busy").iterdir()] == ["notes.txt"]
+
+
+def test_info_expects_forgets_late_in_the_order_to_cost_least(fitted):
+    expected = fitted.info()["expected_forget_seconds"]
+    gate_order = [fitted.class_names[s.classes[0]] for s in fitted.plan.gate.slices]
+    assert list(expected) == fitted.info()["classes"]
+    assert expected[gate_order[0]] == max(expected.values())
+    assert expected[gate_order[-1]] == min(expected.values())
+    assert 0 < max(expected.values()) < fitted.manifest["fit_seconds"]

@@ -8,11 +8,8 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from conftest import TESTS, run_cli
+from conftest import TESTS, TINY, run_cli
 from keras_sisa.cli.main import main
-
-TINY = ["--shards", "2", "--model", "tiny_models:tiny_cnn", "--gate-model", "tiny_models:tiny_cnn", "--epochs", "1",
-        "--gate-epochs", "1", "--batch-size", "32"]
 
 
 def test_fit_info_evaluate_on_fashion_mnist_end_to_end(tmp_path):

@@ -5,28 +5,17 @@ import json
 import os
 import shutil
 import signal
-import time
 
 import numpy as np
 import pytest
 
 from keras_sisa import InputError, data, load
-from conftest import run_cli, start_cli, write_npz
-from test_cli import TINY
+from conftest import FORGET, TINY, run_cli, run_digests, start_cli, wait_until, write_npz
 from test_unlearning import stored_image_hashes
 
-# The first class in the gate's order: forgetting it retrains the most, which leaves time to
-# kill the command mid-way.
-FORGET = "T-shirt/top"
-
-
-def kill_when(process, ready, timeout=120):
+def kill_when(process, ready) -> None:
     """SIGKILLs `process` as soon as `ready()` holds; fails if it ended first."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        assert process.poll() is None, "the command finished before the fault could be injected"
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_until(process, ready)
     process.send_signal(signal.SIGKILL)
     process.wait()
 
@@ -37,23 +26,6 @@ def manifest(run):
             return json.load(f)
     except (OSError, ValueError):
         return {}
-
-
-def digests(run):
-    sisa = load(run)
-    return {c.name: sisa.component_state(c.name).digest() for c in sisa.plan.components}
-
-
-@pytest.fixture(scope="module")
-def reference(small_npz, tmp_path_factory):
-    """Uninterrupted runs: a fit, and the same fit after forgetting FORGET."""
-    root = tmp_path_factory.mktemp("reference")
-    fitted = str(root / "fitted")
-    assert run_cli("fit", "--npz", small_npz, *TINY, "--out", fitted).returncode == 0
-    forgotten = str(root / "forgotten")
-    shutil.copytree(fitted, forgotten)
-    assert run_cli("forget", forgotten, "--class", FORGET).returncode == 0
-    return digests(fitted), digests(forgotten), fitted
 
 
 @pytest.mark.parametrize("point", ["first checkpoint", "gate halfway"])
@@ -70,7 +42,7 @@ def test_fit_killed_mid_run_resumes_to_identical_weights(small_npz, reference, t
         load(run).predict(np.zeros((1, 28, 28, 1)))
     again = run_cli("fit", "--npz", small_npz, *TINY, "--out", run)
     assert again.returncode == 0, again.stderr
-    assert digests(run) == reference[0]
+    assert run_digests(run) == reference[0]
 
 
 @pytest.mark.parametrize("point", ["before purge", "after purge", "during retraining"])
@@ -102,7 +74,7 @@ def test_forget_killed_anywhere_is_finished_exactly_and_never_undone(small, refe
         assert not stored_image_hashes(load(run)) & deleted
     finished = run_cli("forget", run)
     assert finished.returncode == 0, finished.stderr
-    assert digests(run) == reference[1]
+    assert run_digests(run) == reference[1]
     assert not stored_image_hashes(load(run)) & deleted
     assert load(run).info()["forgotten"] == [FORGET]
 
@@ -148,7 +120,7 @@ def test_repair_refits_the_component_from_its_last_good_slice(reference, tmp_pat
     repaired = run_cli("repair", run)
     assert repaired.returncode == 0, repaired.stderr
     assert f"checkpoints/gate/{victim} is missing" in repaired.stdout
-    assert digests(run) == reference[0]
+    assert run_digests(run) == reference[0]
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -217,4 +189,4 @@ def test_a_write_left_unfinished_by_a_killed_command_is_removed_by_the_next(refe
     finished = run_cli("forget", run, "--class", FORGET)
     assert finished.returncode == 0, finished.stderr
     assert not os.path.exists(stray)
-    assert digests(run) == reference[1]
+    assert run_digests(run) == reference[1]

@@ -1,0 +1,122 @@
+"""Training a run's components side by side: in worker processes here, or as Ray tasks.
+
+Components are independent once the plan exists, and each is trained by one
+`tasks.train_in_run`, so the order and place they train in changes no weight. A worker
+that dies takes no finished slice with it: its component is run again and continues
+from its last slice checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from keras_sisa.errors import InputError
+from keras_sisa.models import ModelFn
+from keras_sisa.plan import Component, Plan
+from keras_sisa.store import MANIFEST, PLAN, Store
+from keras_sisa.tasks import load_samples, train_in_run
+from keras_sisa.training import process_threads
+
+BACKENDS = ("local", "ray")
+
+
+@dataclasses.dataclass(frozen=True)
+class Execution:
+    """Where components train: in `workers` local processes, or as Ray tasks.
+
+    Args:
+        workers: local processes, each pinned to its share of this machine's cores.
+        backend: "local", or "ray" for one Ray task per component.
+        ray_address: the Ray cluster to join (default: start a local Ray runtime).
+        retries: how often a component whose worker died is run again.
+    """
+
+    workers: int = 1
+    backend: str = "local"
+    ray_address: str | None = None
+    retries: int = 2
+
+    def __post_init__(self):
+        if not isinstance(self.workers, (int, np.integer)) or self.workers < 1:
+            raise InputError(f"Expected --workers to be 1 or more, got {self.workers!r}.")
+        if self.backend not in BACKENDS:
+            raise InputError(f"Unknown backend {self.backend!r}; expected one of {BACKENDS}.")
+        if self.ray_address and self.backend != "ray":
+            raise InputError("--ray-address needs --backend ray.")
+
+
+def train_components(directory: str, names: list[str], execution: Execution,
+                     builder_of: Callable[[Component], ModelFn], verbose: int = 1) -> dict[str, float]:
+    """Brings the named components of a run up to date; returns each one's training seconds.
+
+    With one local worker they train in this process with `builder_of`'s builders,
+    unless its TensorFlow thread pool differs from the run's; elsewhere each process
+    imports the builders the manifest names and sizes its pool as the run's, since the
+    pool size changes the bits of the weights.
+    """
+    store = Store(directory)
+    plan = Plan.from_json(store.read_json(PLAN))
+    threads = store.read_json(MANIFEST)["config"].get("threads") or process_threads()
+    # Longest first, so that the last component to start is a short one.
+    names = sorted(names, key=lambda n: -len(plan.component(n).sample_ids))
+    if execution.backend == "ray":
+        from keras_sisa import ray_backend
+
+        return ray_backend.train_components(directory, names, execution, threads)
+    if execution.workers == 1 and threads == process_threads():
+        samples = load_samples(store, plan)
+        return {n: train_in_run(directory, n, builder_of(plan.component(n)), samples, verbose)
+                for n in names}
+    return _in_processes(directory, names, execution, threads, verbose)
+
+
+def core_shares(workers: int, cores: list[int]) -> list[list[int]]:
+    """Splits the cores among workers; with more workers than cores, they take turns."""
+    if workers >= len(cores):
+        return [[cores[k % len(cores)]] for k in range(workers)]
+    return [chunk.tolist() for chunk in np.array_split(np.asarray(cores), workers)]
+
+
+def _in_processes(directory: str, names: list[str], execution: Execution, threads: int,
+                  verbose: int) -> dict[str, float]:
+    context = multiprocessing.get_context("spawn")  # TensorFlow does not survive a fork
+    shares = core_shares(execution.workers, sorted(os.sched_getaffinity(0)))
+    seconds: dict[str, float] = {}
+    deaths = 0
+    while True:
+        slots = context.Queue()
+        for share in shares:
+            slots.put(share)
+        try:
+            with ProcessPoolExecutor(len(shares), mp_context=context, initializer=_pin,
+                                     initargs=(slots, threads)) as pool:
+                running = {pool.submit(train_in_run, directory, n): n for n in names if n not in seconds}
+                for done in as_completed(running):
+                    seconds[running[done]] = done.result()
+                    if verbose:
+                        print(f"{running[done]}: trained in {seconds[running[done]]:.1f} s", flush=True)
+            return seconds
+        except BrokenProcessPool:
+            deaths += 1
+            left = ", ".join(n for n in names if n not in seconds)
+            if deaths > execution.retries:
+                raise RuntimeError(f"Worker processes died {deaths} times; {left} did not finish. "
+                                   "Run the command again to continue.") from None
+            print(f"A worker process died; training {left} again from their last slice "
+                  "checkpoints.", flush=True)
+
+
+def _pin(slots, threads: int) -> None:
+    """Runs first in each worker: binds it to its share of the cores and sizes TensorFlow's
+    thread pools as the run's (more threads than cores costs time, never bits)."""
+    os.sched_setaffinity(0, slots.get())
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)

@@ -1,0 +1,76 @@
+"""The unit of work of every fit, forget and repair: bring one component of a run up to date.
+
+A task reads everything it needs from the store (manifest, plan, the shards' data and
+the component's last checkpoint) and writes only that component's checkpoints. Tasks
+for different components therefore run in any order, in this process, in worker
+processes or on any machine that sees the store, and an interrupted task is simply
+run again: it continues from the component's first slice without a checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from keras_sisa import models
+from keras_sisa.callbacks import INITIAL
+from keras_sisa.errors import InputError
+from keras_sisa.models import ModelFn
+from keras_sisa.plan import Component, Plan
+from keras_sisa.store import MANIFEST, PARTIAL, PLAN, Store, checkpoint_path, data_path
+from keras_sisa.training import Samples, TrainingConfig, train_component
+
+
+def load_samples(store: Store, plan: Plan) -> Samples:
+    """The training images the run still holds, from its per-shard data files."""
+    parts = [store.read_arrays(data_path(e.name)) for e in plan.experts]
+    return Samples(np.concatenate([p["x"] for p in parts]), np.concatenate([p["y"] for p in parts]),
+                   np.concatenate([p["ids"] for p in parts]))
+
+
+def resume_point(store: Store, component: Component) -> int:
+    """Index of the component's first slice without a checkpoint (0 if it has no initial state)."""
+    if not store.exists(checkpoint_path(component.name, INITIAL)):
+        return 0
+    for k, s in enumerate(component.slices):
+        if not store.exists(checkpoint_path(component.name, s.id)):
+            return k
+    return len(component.slices)
+
+
+def builder_for(manifest: dict, component: Component) -> ModelFn:
+    """The component's model builder as the manifest names it (`module:function`)."""
+    key = "gate_fn" if component.is_gate else "model_fn"
+    if manifest.get(key) is None:
+        raise InputError(f"The run's {key} is an unnamed function, which another process cannot "
+                         "import; give a module-level builder (module:function) to train in workers.")
+    return models.resolve(manifest[key])
+
+
+def train_in_run(directory: str, name: str, builder: ModelFn | None = None,
+                 samples: Samples | None = None, verbose: int = 0) -> float:
+    """Trains component `name` of the run at `directory` from its resume point; returns seconds.
+
+    `builder` and `samples` default to the manifest's builder and the stored data; a
+    caller that trains several components in one process passes them to save reloading.
+    """
+    store = Store(directory)
+    manifest = store.read_json(MANIFEST)
+    plan = Plan.from_json(store.read_json(PLAN))
+    component = plan.component(name)
+    folder = store.path(f"checkpoints/{name}")
+    if tf.io.gfile.exists(folder):  # left by an attempt at this task that was killed mid-write
+        for file in tf.io.gfile.listdir(folder):
+            if PARTIAL in file:
+                tf.io.gfile.remove(f"{folder}/{file}")
+    start = resume_point(store, component)
+    if start == len(component.slices):
+        return 0.0
+    began = time.perf_counter()
+    train_component(store, plan, name, builder or builder_for(manifest, component),
+                    tuple(manifest["input_shape"]),
+                    samples if samples is not None else load_samples(store, plan),
+                    TrainingConfig(**manifest["config"]), start=start, verbose=verbose)
+    return time.perf_counter() - began
