@@ -78,9 +78,9 @@ def main() -> None:
     }
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
-    print(f"{'fit':<16} {'wall s':>7} {'speed-up':>8}")
+    print(f"{'fit':<24} {'wall s':>7} {'speed-up':>8}")
     for name, fit in fits.items():
-        print(f"{name:<16} {fit['seconds']:>7.1f} {base['seconds'] / fit['seconds']:>7.2f}x")
+        print(f"{name:<24} {fit['seconds']:>7.1f} {base['seconds'] / fit['seconds']:>7.2f}x")
     print(f"weights bit-identical across 1 process, 2 workers and Ray: {identical}")
     print("projected wall time on S machines like this one (prepare + longest-first schedule):")
     for machines, seconds in projection.items():

@@ -175,6 +175,8 @@ def _timeline(axes, data: dict) -> None:
         seconds = event["seconds"] or 0.0
         axes.barh(k, seconds, color="C0" if k == 0 else "C1")
         rewound = ", ".join(f"{n} to {r['to_slice']}" for n, r in event["rewound"].items())
+        if len(event["rewound"]) > 3:
+            rewound = f"{len(event['rewound'])} components rewound"
         axes.text(seconds, k, f" {seconds:.1f} s {rewound}", va="center", fontsize=7)
     if data["full_fit_seconds"]:
         axes.axvline(data["full_fit_seconds"], color="grey", linestyle="--", linewidth=0.8)
