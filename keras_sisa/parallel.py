@@ -32,6 +32,14 @@ BACKENDS = ("local", "ray")
 class Execution:
     """Where components train: in `workers` local processes, or as Ray tasks.
 
+    The weights are the same wherever they train; this decides only the wall time. Pass
+    one to `SISAClassifier.resume`, or its fields to `fit` and `forget`.
+
+    Example:
+
+        sisa.fit(x, y, workers=2)                               # two local processes
+        sisa.forget(classes=["Bag"], backend="ray", ray_address="head:6379")
+
     Args:
         workers: local processes, each pinned to its share of this machine's cores.
         backend: "local", or "ray" for one Ray task per component.
@@ -49,6 +57,8 @@ class Execution:
             raise InputError(f"Expected --workers to be 1 or more, got {self.workers!r}.")
         if self.backend not in BACKENDS:
             raise InputError(f"Unknown backend {self.backend!r}; expected one of {BACKENDS}.")
+        if self.workers > 1 and self.backend != "local":
+            raise InputError("--workers applies to the local backend; Ray places its tasks itself.")
         if self.ray_address and self.backend != "ray":
             raise InputError("--ray-address needs --backend ray.")
 
