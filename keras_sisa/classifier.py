@@ -21,7 +21,7 @@ from keras_sisa.metrics import accuracy_report
 from keras_sisa.models import ComponentState, ModelFn
 from keras_sisa.store import FORMAT, MANIFEST, PLAN, Store, checkpoint_path, data_path
 from keras_sisa.parallel import Execution, train_components
-from keras_sisa.tasks import resume_point, train_in_run
+from keras_sisa.tasks import resume_point
 from keras_sisa.training import TrainingConfig, machine_threads
 
 STRATEGIES = ("class", "random")
@@ -153,8 +153,7 @@ class SISAClassifier:
                 names = [c.name for c in self.plan.components]
                 if only not in names:
                     raise InputError(f"The run has no component {only!r}; it has {', '.join(names)}.")
-                train_in_run(self.directory, only, self._builder(self.plan.component(only)),
-                             verbose=verbose)
+                train_components(self.directory, [only], Execution(), self._builder, verbose)
             return self
         with RunLock(self.directory, "fit"):
             self._reload()

@@ -89,8 +89,9 @@ def machine_threads() -> int:
 
 
 def process_threads() -> int:
-    """The size of this process's TensorFlow thread pool."""
-    return tf.config.threading.get_intra_op_parallelism_threads() or machine_threads()
+    """The size of this process's TensorFlow thread pool, set in code or by the environment."""
+    return (tf.config.threading.get_intra_op_parallelism_threads()
+            or int(os.environ.get("TF_NUM_INTRAOP_THREADS") or 0) or machine_threads())
 
 
 def enable_determinism(seed: int) -> None:

@@ -76,10 +76,11 @@ def small_npz(small, tmp_path_factory):
     return write_npz(tmp_path_factory.mktemp("data") / "small.npz", small)
 
 
-def start_cli(*args) -> subprocess.Popen:
-    """Starts the installed `keras-sisa` entry point in a fresh process that can import tiny_models."""
+def start_cli(*args, **env) -> subprocess.Popen:
+    """Starts the installed `keras-sisa` entry point in a fresh process that can import tiny_models;
+    `env` adds environment variables."""
     return subprocess.Popen(["keras-sisa", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=dict(os.environ, PYTHONPATH=TESTS))
+                            text=True, env=dict(os.environ, PYTHONPATH=TESTS, **env))
 
 
 def wait_until(process, ready, timeout=120) -> None:
@@ -91,9 +92,9 @@ def wait_until(process, ready, timeout=120) -> None:
         time.sleep(0.02)
 
 
-def run_cli(*args) -> subprocess.CompletedProcess:
+def run_cli(*args, **env) -> subprocess.CompletedProcess:
     """Runs `keras-sisa` to the end; returns its exit code and output."""
-    process = start_cli(*args)
+    process = start_cli(*args, **env)
     stdout, stderr = process.communicate()
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 

@@ -1,6 +1,7 @@
 """Components trained side by side: local worker processes, Ray tasks and one job per component
 (--only) give the weights of a sequential fit, and a killed worker's component is trained again."""
 
+import json
 import os
 import signal
 
@@ -73,6 +74,22 @@ def test_one_job_per_component_then_a_final_fit(small_npz, reference, tmp_path):
     assert finished.returncode == 0, finished.stderr
     assert run_digests(run) == reference[0]
     assert "fitted already" in run_cli("fit", "--out", run, "--only", "gate").stdout
+
+
+def test_a_run_keeps_its_thread_count_wherever_it_trains(small_npz, reference, tmp_path):
+    whole, jobs = str(tmp_path / "whole"), str(tmp_path / "jobs")
+    assert run_cli("fit", "--npz", small_npz, *TINY, "--threads", "1", "--out", whole).returncode == 0
+    assert run_cli("fit", "--npz", small_npz, *TINY, "--threads", "1", "--out", jobs, "--only", "plan").returncode == 0
+    for only in ("expert:0", "expert:1", "gate"):  # this process has 2 threads; the run says 1
+        assert run_cli("fit", "--out", jobs, "--only", only).returncode == 0
+    assert run_cli("fit", "--out", jobs).returncode == 0
+    assert run_digests(jobs) == run_digests(whole) != reference[0]
+    assert run_cli("forget", whole, "--class", FORGET).returncode == 0
+    refused = run_cli("verify", whole)
+    assert refused.returncode == 2 and "TF_NUM_INTRAOP_THREADS=1" in refused.stderr
+    verified = run_cli("verify", whole, "--json", TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
+    assert verified.returncode == 0, verified.stderr
+    assert all(row["identical"] for row in json.loads(verified.stdout))
 
 
 @pytest.fixture(scope="module")
