@@ -19,10 +19,10 @@ from keras_sisa.export import export as export_files
 from keras_sisa.locking import LOCK, RunLock
 from keras_sisa.metrics import accuracy_report
 from keras_sisa.models import ComponentState, ModelFn
-from keras_sisa.store import FORMAT, MANIFEST, PLAN, Store, checkpoint_path, data_path
+from keras_sisa.store import FORMAT, MANIFEST, PLAN, Store, checkpoint_path, data_path, timing_path
 from keras_sisa.parallel import Execution, train_components
 from keras_sisa.tasks import resume_point
-from keras_sisa.training import TrainingConfig, machine_threads
+from keras_sisa.training import TrainingConfig, machine_threads, process_threads
 
 STRATEGIES = ("class", "random")
 GROUPINGS = ("similar", "dealt")
@@ -94,6 +94,7 @@ class SISAClassifier:
         cluster at `ray_address`, or a local Ray runtime). The weights are the same.
         """
         execution = Execution(workers, backend, ray_address)
+        self._check_importable(execution, self.config.threads or machine_threads())
         self.prepare(x, y, class_names, test_data, sample_ids, plan)
         return self.resume(verbose, execution=execution)
 
@@ -153,7 +154,9 @@ class SISAClassifier:
                 names = [c.name for c in self.plan.components]
                 if only not in names:
                     raise InputError(f"The run has no component {only!r}; it has {', '.join(names)}.")
-                train_components(self.directory, [only], Execution(), self._builder, verbose)
+                seconds = train_components(self.directory, [only], Execution(), self._builder, verbose)
+                # The job holds no lock, so it leaves its time in a file of its own for the last resume.
+                self.store.write_json(timing_path(only), seconds)
             return self
         with RunLock(self.directory, "fit"):
             self._reload()
@@ -168,9 +171,14 @@ class SISAClassifier:
         names = [c.name for c in self.plan.components
                  if resume_point(self.store, c) < len(c.slices)]
         trained = train_components(self.directory, names, execution, self._builder, verbose)
+        for component in self.plan.components:  # trained by `resume(only=...)` jobs
+            if self.store.exists(timing_path(component.name)):
+                trained.update(self.store.read_json(timing_path(component.name)))
         seconds = self.manifest.setdefault("component_seconds", {})
         for name, spent in trained.items():
             seconds[name] = seconds.get(name, 0.0) + spent
+        if self.store.exists("timings"):
+            tf.io.gfile.rmtree(self.store.path("timings"))
         self.manifest.update(status="fitted", fit_seconds=sum(seconds.values()))
         if "fit_evaluation" not in self.manifest:  # a repair restores the same weights
             self._model = None
@@ -196,6 +204,7 @@ class SISAClassifier:
         ROC and the retained accuracy (`keras-sisa report` plots them); it costs predictions.
         """
         execution = Execution(workers, backend, ray_address)
+        self._check_importable(execution, self.config.threads or process_threads())
         with RunLock(self.directory, "forget"):
             self._reload()
             if "pending_forget" in self.manifest:
@@ -342,6 +351,14 @@ class SISAClassifier:
                 raise InputError(f"Model builder {models.spec_of(builder) or builder!r} failed for "
                                  f"input shape {input_shape}: {error}") from None
             models.head_of(model)
+
+    def _check_importable(self, execution: Execution, threads: int) -> None:
+        """Refuses, before anything is written, builders that another process could not import."""
+        if execution.leaves_process(threads) and None in (models.spec_of(self.model_fn),
+                                                          models.spec_of(self.gate_fn)):
+            raise InputError("Training in other processes (workers, Ray, or another thread count) "
+                             "needs model builders they can import: define them at module level "
+                             "and pass them as functions or as 'module:function'.")
 
     def _builder(self, component: plans.Component) -> ModelFn:
         return self.gate_fn if component.is_gate else self.model_fn

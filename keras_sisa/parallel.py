@@ -63,6 +63,12 @@ class Execution:
             raise InputError("--ray-address needs --backend ray.")
 
 
+    def leaves_process(self, threads: int) -> bool:
+        """Whether components train outside this process: in workers, on Ray, or in a child
+        process because this one's TensorFlow thread pool is not the run's `threads`."""
+        return self.workers > 1 or self.backend == "ray" or threads != process_threads()
+
+
 def train_components(directory: str, names: list[str], execution: Execution,
                      builder_of: Callable[[Component], ModelFn], verbose: int = 1) -> dict[str, float]:
     """Brings the named components of a run up to date; returns each one's training seconds.
@@ -81,7 +87,7 @@ def train_components(directory: str, names: list[str], execution: Execution,
         from keras_sisa import ray_backend
 
         return ray_backend.train_components(directory, names, execution, threads)
-    if execution.workers == 1 and threads == process_threads():
+    if not execution.leaves_process(threads):
         samples = load_samples(store, plan)
         return {n: train_in_run(directory, n, builder_of(plan.component(n)), samples, verbose)
                 for n in names}

@@ -7,6 +7,7 @@ Layout (all plain files, JSON and NumPy npz, no pickle):
     RUN/data/<expert>.npz           the training images a shard holds (x, y, ids)
     RUN/data/test.npz               held-out test images
     RUN/checkpoints/<component>/<slice>.npz   state after each slice ("init" = before any)
+    RUN/timings/<component>.json    a `fit --only` job's training time, until the run is fitted
 
 Every write goes to a temporary name first and is renamed into place, so an
 interrupted command never leaves a half-written file. Paths go through
@@ -150,6 +151,11 @@ def build_directory(directory: str, build: Callable[[str], T]) -> T:
 
 def checkpoint_path(component: str, slice_id: str) -> str:
     return f"checkpoints/{component}/{slice_id}.npz"
+
+
+def timing_path(component: str) -> str:
+    """Where a `fit --only` job leaves its component's training time until the run is committed."""
+    return f"timings/{component}.json"
 
 
 def data_path(component: str) -> str:

@@ -8,8 +8,9 @@ import signal
 import pytest
 
 from conftest import FORGET, TINY, run_cli, run_digests, start_cli, wait_until
-from keras_sisa import InputError
+from keras_sisa import InputError, SISAClassifier, load
 from keras_sisa.parallel import Execution, core_shares
+from tiny_models import tiny_cnn
 
 
 # How components are placed: two local worker processes, or Ray tasks on a local Ray runtime.
@@ -73,6 +74,9 @@ def test_one_job_per_component_then_a_final_fit(small_npz, reference, tmp_path):
     finished = run_cli("fit", "--out", run)
     assert finished.returncode == 0, finished.stderr
     assert run_digests(run) == reference[0]
+    fitted = load(run)
+    assert sorted(fitted.manifest["component_seconds"]) == ["expert-0", "expert-1", "gate"]
+    assert fitted.manifest["fit_seconds"] > 0 and not os.path.exists(os.path.join(run, "timings"))
     assert "fitted already" in run_cli("fit", "--out", run, "--only", "gate").stdout
 
 
@@ -132,3 +136,11 @@ def test_core_shares_split_cores_and_take_turns_when_short():
     assert core_shares(3, [0, 1]) == [[0], [1], [0]]
     with pytest.raises(InputError, match="backend"):
         Execution(backend="slurm")
+
+
+def test_builders_other_processes_cannot_import_are_refused_before_writing(small, tmp_path):
+    sisa = SISAClassifier(str(tmp_path / "run"), model_fn=lambda shape, n: tiny_cnn(shape, n),
+                          gate_fn=tiny_cnn, shards=2, epochs=1)
+    with pytest.raises(InputError, match="module level"):
+        sisa.fit(small.x_train, small.y_train, small.class_names, sample_ids=small.ids, workers=2)
+    assert not (tmp_path / "run").exists()
