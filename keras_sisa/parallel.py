@@ -9,6 +9,7 @@ from its last slice checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -57,6 +58,8 @@ class Execution:
             raise InputError(f"Expected --workers to be 1 or more, got {self.workers!r}.")
         if self.backend not in BACKENDS:
             raise InputError(f"Unknown backend {self.backend!r}; expected one of {BACKENDS}.")
+        if self.backend == "ray" and importlib.util.find_spec("ray") is None:
+            raise InputError("--backend ray needs Ray: pip install 'keras-sisa[ray]'.")
         if self.workers > 1 and self.backend != "local":
             raise InputError("--workers applies to the local backend; Ray places its tasks itself.")
         if self.ray_address and self.backend != "ray":

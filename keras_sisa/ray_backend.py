@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import os
 
-from keras_sisa.errors import InputError
 from keras_sisa.tasks import train_in_run
-
 
 
 def train_components(directory: str, names: list[str], execution, threads: int) -> dict[str, float]:
@@ -22,10 +20,8 @@ def train_components(directory: str, names: list[str], execution, threads: int) 
     Each task's TensorFlow starts with the run's thread-pool size (it changes the bits
     of the weights), whatever the node's cores; a task reserves one Ray CPU.
     """
-    try:
-        import ray
-    except ImportError:
-        raise InputError("--backend ray needs Ray: pip install 'keras-sisa[ray]'.") from None
+    import ray  # an optional extra: `Execution` has checked that it is installed
+
     if "://" not in directory:
         directory = os.path.abspath(directory)
     started_here = not ray.is_initialized()

@@ -1,6 +1,7 @@
 """Components trained side by side: local worker processes, Ray tasks and one job per component
 (--only) give the weights of a sequential fit, and a killed worker's component is trained again."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -129,6 +130,12 @@ def test_bad_execution_options_exit_2_before_writing(small_npz, tmp_path, args, 
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_the_ray_backend_without_ray_says_how_to_install_it(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "ray" else object())
+    with pytest.raises(InputError, match=r"pip install 'keras-sisa\[ray\]'"):
+        Execution(backend="ray")
 
 
 def test_core_shares_split_cores_and_take_turns_when_short():
