@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from keras_sisa import ray_backend
 from keras_sisa.errors import InputError
 from keras_sisa.models import ModelFn
 from keras_sisa.plan import Component, Plan
@@ -65,7 +66,6 @@ class Execution:
         if self.ray_address and self.backend != "ray":
             raise InputError("--ray-address needs --backend ray.")
 
-
     def leaves_process(self, threads: int) -> bool:
         """Whether components train outside this process: in workers, on Ray, or in a child
         process because this one's TensorFlow thread pool is not the run's `threads`."""
@@ -87,8 +87,6 @@ def train_components(directory: str, names: list[str], execution: Execution,
     # Longest first, so that the last component to start is a short one.
     names = sorted(names, key=lambda n: -len(plan.component(n).sample_ids))
     if execution.backend == "ray":
-        from keras_sisa import ray_backend
-
         return ray_backend.train_components(directory, names, execution, threads)
     if not execution.leaves_process(threads):
         samples = load_samples(store, plan)

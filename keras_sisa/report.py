@@ -62,14 +62,15 @@ def figure_data(sisa) -> dict:
     history = [{"after": "fit", "per_class": (sisa.manifest.get("fit_evaluation") or {}).get("per_class", {})}]
     history += [{"after": _label(r), "per_class": (r["audit"]["evaluation"] or {}).get("per_class", {})}
                 for r in audited]
-    confusion = None
-    if test is not None:
+    evaluation = confusion = None
+    if test is not None:  # one prediction serves both, as `evaluate` would make it
         probabilities = sisa.predict(test["x"])
+        evaluation = metrics.accuracy_report(probabilities, test["y"], sisa.classes, names)
         confusion = {"classes": [names[c] for c in sisa.classes],
                      "counts": metrics.confusion_matrix(probabilities, test["y"], sisa.classes)}
     return {
         "run": sisa.directory,
-        "evaluation": sisa.evaluate() if test is not None else None,
+        "evaluation": evaluation,
         "class_names": names,
         "forgotten": [names[c] for c in sisa.manifest["forgotten"]],
         "accuracy": history,
