@@ -23,7 +23,7 @@ MIA_IMAGES = 1000
 
 def evaluation(sisa) -> dict | None:
     """Accuracy of the current ensemble on the run's test data, or None without test data."""
-    test = _test(sisa)
+    test = test_data(sisa)
     return None if test is None else _accuracy(sisa, _predict(sisa, test["x"]), test["y"])
 
 
@@ -46,7 +46,7 @@ def hold(store: Store, plan: Plan, deleted: set[int], classes: list[int], seed: 
 def after_forget(sisa, held: dict[str, np.ndarray]) -> dict:
     """Where the forgotten classes' test images are predicted now, the membership-inference
     ROC of the deleted images against unseen ones, and the accuracy on what is retained."""
-    test = _test(sisa)
+    test = test_data(sisa)
     parts = dict(held, test=test["x"] if test is not None else held["members"][:0])
     # One prediction over everything: each differently sized call would trace the model again.
     predicted = np.split(_predict(sisa, np.concatenate(list(parts.values()))),
@@ -65,7 +65,8 @@ def after_forget(sisa, held: dict[str, np.ndarray]) -> dict:
     return result
 
 
-def _test(sisa) -> dict[str, np.ndarray] | None:
+def test_data(sisa) -> dict[str, np.ndarray] | None:
+    """The run's held-out test images and labels, or None if it has none."""
     return sisa.store.read_arrays("data/test.npz") if sisa.store.exists("data/test.npz") else None
 
 

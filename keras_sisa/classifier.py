@@ -257,9 +257,9 @@ class SISAClassifier:
     def evaluate(self, x=None, y=None) -> dict:
         """Accuracy, overall and per class, on retained classes; default: the run's test set."""
         if x is None:
-            if not self.store.exists("data/test.npz"):
+            test = audits.test_data(self)
+            if test is None:
                 raise InputError(f"The run {self.directory} holds no test data; pass x and y.")
-            test = self.store.read_arrays("data/test.npz")
             x, y = test["x"], test["y"]
         return accuracy_report(self.predict(x), y, self.classes, self.class_names)
 
@@ -304,19 +304,6 @@ class SISAClassifier:
     def info(self) -> dict:
         """What the run holds: classes, shards, slices per component, checkpoints and sizes."""
         names = self.class_names
-        components = []
-        for component in self.plan.components:
-            # During or after an interrupted command some checkpoints may be gone: count what is there.
-            files = [f for f in (checkpoint_path(component.name, s.id) for s in component.slices)
-                     if self.store.exists(f)]
-            components.append({
-                "name": component.name,
-                "classes": [names[c] for c in sorted({c for s in component.slices for c in s.classes})],
-                "samples": len(component.sample_ids),
-                "slices": [s.id for s in component.slices],
-                "checkpoints": len(files),
-                "checkpoint_bytes": sum(self.store.size(f) for f in files),
-            })
         return {
             "directory": self.directory,
             "status": self.manifest["status"],
@@ -324,7 +311,7 @@ class SISAClassifier:
             "classes": [names[c] for c in self.classes],
             "forgotten": [names[c] for c in self.manifest["forgotten"]],
             "input_shape": list(self.input_shape),
-            "components": components,
+            "components": self._components_info(),
             "total_bytes": sum(self.store.size(f) for f in self.store.files()),
             "fit_seconds": self.manifest.get("fit_seconds"),
             "expected_forget_seconds": unlearning.expected_forget_seconds(self),
@@ -333,6 +320,23 @@ class SISAClassifier:
             "pending_forget": {k: v for k, v in self.manifest["pending_forget"].items() if k != "deleted"}
             if "pending_forget" in self.manifest else None,
         }
+
+    def _components_info(self) -> list[dict]:
+        """Per component: classes, samples, slices, and the checkpoints on disk with their size."""
+        components = []
+        for component in self.plan.components:
+            # During or after an interrupted command some checkpoints may be gone: count what is there.
+            files = [f for f in (checkpoint_path(component.name, s.id) for s in component.slices)
+                     if self.store.exists(f)]
+            components.append({
+                "name": component.name,
+                "classes": [self.class_names[c] for c in sorted({c for s in component.slices for c in s.classes})],
+                "samples": len(component.sample_ids),
+                "slices": [s.id for s in component.slices],
+                "checkpoints": len(files),
+                "checkpoint_bytes": sum(self.store.size(f) for f in files),
+            })
+        return components
 
     def _plan(self, data: Dataset) -> plans.Plan:
         o = self.options

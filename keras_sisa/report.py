@@ -16,7 +16,7 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from keras_sisa import metrics
+from keras_sisa import audit, metrics
 from keras_sisa.store import build_directory, dumps
 
 DPI = 100
@@ -55,7 +55,7 @@ def report(sisa, directory: str) -> dict:
 
 def figure_data(sisa) -> dict:
     """The numbers behind every figure, from the run and the receipts."""
-    test = sisa.store.read_arrays("data/test.npz") if sisa.store.exists("data/test.npz") else None
+    test = audit.test_data(sisa)
     names = sisa.class_names
     receipts = sisa.receipts()
     audited = [r for r in receipts if r.get("audit")]
@@ -87,7 +87,7 @@ def figure_data(sisa) -> dict:
         "plan": [{"name": c["name"], "checkpoint_bytes": c["checkpoint_bytes"],
                   "slices": [{"id": s.id, "classes": s.classes}
                              for s in sisa.plan.component(c["name"]).slices]}
-                 for c in sisa.info()["components"]],
+                 for c in sisa._components_info()],
         "figures": {name: {"file": FIGURES[name][0], "pixels": pixel_size(name)} for name in FIGURES},
     }
 
@@ -218,9 +218,9 @@ def _html(data: dict) -> str:
                if evaluation else "The run holds no test data.")
     forgotten = ", ".join(data["forgotten"]) or "none"
     sections = "\n".join(
-        f'<figure><img src="{file}" width="{pixels[0]}" height="{pixels[1]}" alt="{name}">'
+        f'<figure><img src="{f["file"]}" width="{f["pixels"][0]}" height="{f["pixels"][1]}" alt="{name}">'
         f"<figcaption>{html.escape(CAPTIONS[name])}</figcaption></figure>"
-        for name, (file, pixels) in ((n, (f["file"], f["pixels"])) for n, f in data["figures"].items()))
+        for name, f in data["figures"].items())
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>keras-sisa report: {html.escape(data['run'])}</title>
 <style>body{{font-family:sans-serif;max-width:1040px;margin:2em auto;color:#222}}
