@@ -57,6 +57,15 @@ def positive(ctx, param, value):
     return value
 
 
+def epoch_schedule(ctx, param, value):
+    """--epochs 3, or a schedule by slice position whose last entry repeats: --gate-epochs 2,2,2,1."""
+    entries = [e.strip() for e in str(value).split(",")]
+    if not all(e.isdigit() and int(e) >= 1 for e in entries):
+        raise InputError(f"Expected --{param.name.replace('_', '-')} to be 1 or more, or a comma-separated "
+                         f"list of such numbers (one per slice, the last repeats), got {value}.")
+    return int(entries[0]) if len(entries) == 1 else [int(e) for e in entries]
+
+
 def execution_options(command):
     """--workers, --backend and --ray-address: where the components of a fit or forget train."""
     command = click.option("--ray-address", default=None,
@@ -95,8 +104,11 @@ def parse_only(text: str | None) -> str | None:
               help="Put look-alike classes in one shard, or deal classes to the lightest shard.")
 @click.option("--slices", default=4, show_default=True, type=int, callback=positive,
               help="Slices per shard with --strategy random.")
-@click.option("--epochs", default=TrainingConfig.epochs, show_default=True, type=int, callback=positive)
-@click.option("--gate-epochs", default=TrainingConfig.gate_epochs, show_default=True, type=int, callback=positive)
+@click.option("--epochs", default=str(TrainingConfig.epochs), show_default=True, callback=epoch_schedule,
+              help="Epochs per expert slice, or one number per slice position (2,2,1: the last repeats).")
+@click.option("--gate-epochs", default=str(TrainingConfig.gate_epochs), show_default=True,
+              callback=epoch_schedule, help="Epochs per gate slice, or a schedule like --epochs; fewer "
+                                            "epochs on late slices make forgets cheaper.")
 @click.option("--replay-ratio", default=TrainingConfig.replay_ratio, show_default=True, type=float,
               help="Replayed samples per new sample in an expert's slice.")
 @click.option("--gate-replay-ratio", default=TrainingConfig.gate_replay_ratio, show_default=True, type=float)

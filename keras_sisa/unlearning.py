@@ -20,7 +20,7 @@ from keras_sisa import audit as audits
 from keras_sisa.callbacks import INITIAL
 from keras_sisa.data import class_indices
 from keras_sisa.errors import InputError
-from keras_sisa.plan import Plan
+from keras_sisa.plan import GATE, Plan
 from keras_sisa.parallel import Execution, train_components
 from keras_sisa.store import MANIFEST, PLAN, Store, data_path
 from keras_sisa.tasks import load_samples
@@ -51,13 +51,19 @@ def rewinds(plan: Plan, deleted: set[int], classes=()) -> dict[str, dict]:
 
 def expected_forget_seconds(sisa) -> dict[str, float]:
     """Per retained class, the training time a forget of it should take: each touched
-    component's fit time, scaled by the share of its slices that would be retrained."""
+    component's fit time, scaled by the share of its epochs that would be retrained."""
     samples = load_samples(sisa.store, sisa.plan)
     seconds = sisa.manifest.get("component_seconds", {})
-    return {sisa.class_names[c]: sum(seconds.get(name, 0.0) * r["retrained_slices"] / r["of_slices"]
-                                     for name, r in rewinds(sisa.plan, set(samples.ids[samples.y == c].tolist()),
-                                                            [c]).items())
-            for c in sisa.classes}
+    epochs = lambda name, positions: sum(sisa.config.slice_epochs(name == GATE, k) for k in positions)
+    expected = {}
+    for c in sisa.classes:
+        deleted = set(samples.ids[samples.y == c].tolist())
+        left = {component.name: len(component.slices) for component in sisa.plan.without(deleted, [c]).components}
+        expected[sisa.class_names[c]] = sum(
+            seconds.get(name, 0.0) * epochs(name, range(k, left.get(name, k)))
+            / epochs(name, range(len(sisa.plan.component(name).slices)))
+            for name, k in first_touched(sisa.plan, deleted).items())
+    return expected
 
 
 def forget(sisa, classes=(), samples=(), verbose: int = 1, execution: Execution = Execution(),

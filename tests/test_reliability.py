@@ -143,6 +143,20 @@ def test_hostile_npz_is_refused_with_exit_2_and_nothing_written(small, tmp_path,
     assert not out.exists()
 
 
+@pytest.mark.parametrize("option", ["--epochs", "--gate-epochs"])
+@pytest.mark.parametrize("value", ["2,0", "2,", "two"])
+def test_bad_epoch_schedules_are_refused(small, tmp_path, option, value):
+    from click.testing import CliRunner
+
+    from keras_sisa.cli.main import main
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["fit", "--npz", write_npz(tmp_path / "data.npz", small), option, value,
+                                       "--out", str(out)])
+    assert result.exit_code == 2 and option in result.output and "comma-separated" in result.output
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("option", ["--epochs", "--gate-epochs", "--batch-size", "--limit-per-class",
                                     "--classes-per-slice", "--slices", "--shards"])
 @pytest.mark.parametrize("value", ["0", "-3"])

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from conftest import fit_small
 from keras_sisa import InputError, load
+from keras_sisa.callbacks import read_state
 from keras_sisa.cli.main import main
 
 
@@ -18,13 +19,13 @@ def copy_run(fitted, tmp_path, name="copy"):
     return load(str(target), model_fn="tiny_models:tiny_cnn", gate_fn="tiny_models:tiny_cnn")
 
 
-def refit_without(small, tmp_path, plan, deleted_ids):
+def refit_without(small, tmp_path, plan, deleted_ids, **options):
     """A fresh fit of `plan` on the data with `deleted_ids` removed: the gold standard."""
     keep = ~np.isin(small.ids, list(deleted_ids))
     import dataclasses
     rest = dataclasses.replace(small, x_train=small.x_train[keep], y_train=small.y_train[keep],
                                ids=small.ids[keep])
-    return fit_small(tmp_path / "refit", rest, plan=plan)
+    return fit_small(tmp_path / "refit", rest, plan=plan, **options)
 
 
 def digests(sisa):
@@ -62,6 +63,25 @@ def test_forget_samples_matches_refit_without_them(fitted, small, tmp_path):
     assert receipt["deleted_count"] == 12 and receipt["classes"] == []
     refit = refit_without(small, tmp_path, original_plan.without(chosen), chosen)
     assert digests(sisa) == digests(refit)
+
+
+def test_epoch_schedules_apply_by_position_and_forgets_stay_exact(fitted, small, tmp_path):
+    schedules = dict(epochs=[2, 1], gate_epochs=[2, 2, 1])
+    sisa = fit_small(tmp_path / "scheduled", small, **schedules)
+    expert = sisa.plan.experts[0]
+    first, last = (s.id for s in (expert.slices[0], expert.slices[-1]))
+    # The first slice trains 2 epochs, as in the fixture's run; the second only 1.
+    state = lambda run, slice_id: read_state(run.store, expert.name, slice_id).digest()
+    assert state(sisa, first) == state(fitted, first) and state(sisa, last) != state(fitted, last)
+    original_plan = sisa.plan
+    first_class = original_plan.gate.slices[0].classes[0]  # every later gate slice moves up a position
+    deleted = small.ids[small.y_train == first_class]
+    sisa.forget(classes=[first_class], verbose=0, audit=False)
+    refit = refit_without(small, tmp_path, original_plan.without(deleted, [first_class]), deleted, **schedules)
+    assert digests(sisa) == digests(refit)
+    reloaded = load(sisa.directory, model_fn="tiny_models:tiny_cnn", gate_fn="tiny_models:tiny_cnn")
+    assert reloaded.config.gate_epochs == [2, 2, 1]
+    assert all(row["identical"] for row in reloaded.verify())
 
 
 def test_forgotten_class_has_no_output_and_no_stored_image(fitted, small, tmp_path):
