@@ -20,11 +20,11 @@ from keras_sisa import audit as audits
 from keras_sisa.callbacks import INITIAL
 from keras_sisa.data import class_indices
 from keras_sisa.errors import InputError
-from keras_sisa.plan import GATE, Plan
+from keras_sisa.plan import Plan
 from keras_sisa.parallel import Execution, train_components
 from keras_sisa.store import MANIFEST, PLAN, Store, data_path
 from keras_sisa.tasks import load_samples
-from keras_sisa.training import process_threads, train_component
+from keras_sisa.training import TrainingConfig, process_threads, train_component
 
 
 def first_touched(plan: Plan, deleted: set[int]) -> dict[str, int]:
@@ -51,19 +51,32 @@ def rewinds(plan: Plan, deleted: set[int], classes=()) -> dict[str, dict]:
 
 def expected_forget_seconds(sisa) -> dict[str, float]:
     """Per retained class, the training time a forget of it should take: each touched
-    component's fit time, scaled by the share of its epochs that would be retrained."""
+    component's fit time, scaled by the share of its training epochs that would be redone."""
     samples = load_samples(sisa.store, sisa.plan)
     seconds = sisa.manifest.get("component_seconds", {})
-    epochs = lambda name, positions: sum(sisa.config.slice_epochs(name == GATE, k) for k in positions)
     expected = {}
     for c in sisa.classes:
         deleted = set(samples.ids[samples.y == c].tolist())
-        left = {component.name: len(component.slices) for component in sisa.plan.without(deleted, [c]).components}
+        new_plan = sisa.plan.without(deleted, [c])
+        remaining = {component.name for component in new_plan.components}
         expected[sisa.class_names[c]] = sum(
-            seconds.get(name, 0.0) * epochs(name, range(k, left.get(name, k)))
-            / epochs(name, range(len(sisa.plan.component(name).slices)))
-            for name, k in first_touched(sisa.plan, deleted).items())
+            seconds.get(name, 0.0) * _training_epochs(sisa.config, new_plan, name, since=k)
+            / max(_training_epochs(sisa.config, sisa.plan, name), 1)
+            for name, k in first_touched(sisa.plan, deleted).items() if name in remaining)
     return expected
+
+
+def _training_epochs(config: TrainingConfig, plan: Plan, name: str, since: int = 0) -> int:
+    """Epochs of a component's slices from position `since` on, leaving out the slices whose
+    head has a single output: those train nothing (`training.train_component`)."""
+    component = plan.component(name)
+    shard = {c: e.shard for e in plan.experts for s in e.slices for c in s.classes}
+    outputs, total = set(), 0
+    for k, s in enumerate(component.slices):
+        outputs |= {shard[c] if component.is_gate else c for c in s.classes}
+        if k >= since and len(outputs) > 1:
+            total += config.slice_epochs(component.is_gate, k)
+    return total
 
 
 def forget(sisa, classes=(), samples=(), verbose: int = 1, execution: Execution = Execution(),

@@ -89,3 +89,12 @@ def test_info_expects_forgets_late_in_the_order_to_cost_least(fitted):
     assert expected[gate_order[0]] == max(expected.values())
     assert expected[gate_order[-1]] == min(expected.values())
     assert 0 < max(expected.values()) < fitted.manifest["fit_seconds"]
+
+
+def test_info_expects_no_training_of_an_expert_left_with_one_class(fitted):
+    sisa = keras_sisa.load(fitted.directory, model_fn="tiny_models:tiny_cnn", gate_fn="tiny_models:tiny_cnn")
+    sisa.manifest["component_seconds"]["gate"] = 0.0  # in memory only: leave the experts' times
+    pair = next(e for e in sisa.plan.experts if len(e.slices) == 2)
+    first = sisa.class_names[pair.slices[0].classes[0]]
+    # Forgetting it leaves its partner alone in the shard: a constant, whose slice trains nothing.
+    assert sisa.info()["expected_forget_seconds"][first] == 0.0
