@@ -57,13 +57,17 @@ def positive(ctx, param, value):
     return value
 
 
-def epoch_schedule(ctx, param, value):
-    """--epochs 3, or a schedule by slice position whose last entry repeats: --gate-epochs 2,2,2,1."""
-    entries = [e.strip() for e in str(value).split(",")]
+def parse_epochs(text: str, option: str = "--epochs") -> int | list[int]:
+    """"3", or a schedule by slice position whose last entry repeats: "2,2,2,1"."""
+    entries = [e.strip() for e in str(text).split(",")]
     if not all(e.isdigit() and int(e) >= 1 for e in entries):
-        raise InputError(f"Expected --{param.name.replace('_', '-')} to be 1 or more, or a comma-separated "
-                         f"list of such numbers (one per slice, the last repeats), got {value}.")
+        raise InputError(f"Expected {option} to be 1 or more, or a comma-separated list of such "
+                         f"numbers (one per slice, the last repeats), got {text}.")
     return int(entries[0]) if len(entries) == 1 else [int(e) for e in entries]
+
+
+def epoch_schedule(ctx, param, value):
+    return parse_epochs(value, f"--{param.name.replace('_', '-')}")
 
 
 def execution_options(command):

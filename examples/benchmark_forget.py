@@ -32,6 +32,7 @@ import numpy as np
 
 import keras_sisa
 from keras_sisa import data as sources, metrics
+from keras_sisa.cli.main import parse_epochs
 from keras_sisa.training import enable_determinism
 
 
@@ -108,9 +109,7 @@ def main() -> None:
     parser.add_argument("--gate-epochs", default=None,
                         help="Gate epochs, or a schedule by slice position such as 2,2,2,2,2,1.")
     args = parser.parse_args()
-    schedule = {} if args.gate_epochs is None else {
-        "gate_epochs": [int(e) for e in args.gate_epochs.split(",")] if "," in args.gate_epochs
-        else int(args.gate_epochs)}
+    schedule = {} if args.gate_epochs is None else {"gate_epochs": parse_epochs(args.gate_epochs, "--gate-epochs")}
 
     dataset = sources.load()
     classes = [int(c) for c in args.classes.split(",")] if args.classes else range(len(dataset.class_names))

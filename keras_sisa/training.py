@@ -59,11 +59,12 @@ class TrainingConfig:
     def __post_init__(self):
         for name in ("epochs", "gate_epochs"):
             value = getattr(self, name)
-            schedule = list(value) if isinstance(value, (list, tuple)) else [value]
-            if not schedule or not all(_positive_whole(e) for e in schedule):
+            is_schedule = isinstance(value, (list, tuple))
+            entries = list(value) if is_schedule else [value]
+            if not entries or not all(_positive_whole(e) for e in entries):
                 raise InputError(f"Expected {name} to be a positive whole number or a list of them, "
                                  f"got {value!r}.")
-            setattr(self, name, [int(e) for e in schedule] if isinstance(value, (list, tuple)) else int(value))
+            setattr(self, name, [int(e) for e in entries] if is_schedule else int(value))
         if not _positive_whole(self.batch_size):
             raise InputError(f"Expected batch_size to be a positive whole number, got {self.batch_size!r}.")
         for name in ("replay_ratio", "gate_replay_ratio"):
@@ -77,7 +78,6 @@ class TrainingConfig:
         if self.replay not in replay.STRATEGIES:
             raise InputError(f"Unknown replay strategy {self.replay!r}; expected one of "
                              f"{replay.STRATEGIES}.")
-
 
     def slice_epochs(self, is_gate: bool, position: int) -> int:
         """Epochs of the slice at `position` of the gate or of an expert."""

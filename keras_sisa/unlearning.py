@@ -54,14 +54,14 @@ def expected_forget_seconds(sisa) -> dict[str, float]:
     component's fit time, scaled by the share of its training epochs that would be redone."""
     samples = load_samples(sisa.store, sisa.plan)
     seconds = sisa.manifest.get("component_seconds", {})
+    fitted = {c.name: max(_training_epochs(sisa.config, sisa.plan, c.name), 1) for c in sisa.plan.components}
     expected = {}
     for c in sisa.classes:
         deleted = set(samples.ids[samples.y == c].tolist())
         new_plan = sisa.plan.without(deleted, [c])
         remaining = {component.name for component in new_plan.components}
         expected[sisa.class_names[c]] = sum(
-            seconds.get(name, 0.0) * _training_epochs(sisa.config, new_plan, name, since=k)
-            / max(_training_epochs(sisa.config, sisa.plan, name), 1)
+            seconds.get(name, 0.0) * _training_epochs(sisa.config, new_plan, name, since=k) / fitted[name]
             for name, k in first_touched(sisa.plan, deleted).items() if name in remaining)
     return expected
 
