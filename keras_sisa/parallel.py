@@ -25,7 +25,7 @@ from keras_sisa.models import ModelFn
 from keras_sisa.plan import Component, Plan
 from keras_sisa.store import MANIFEST, PLAN, Store
 from keras_sisa.tasks import load_samples, train_in_run
-from keras_sisa.training import process_threads
+from keras_sisa.training import CompiledModels, process_threads
 
 BACKENDS = ("local", "ray")
 
@@ -83,14 +83,16 @@ def train_components(directory: str, names: list[str], execution: Execution,
     """
     store = Store(directory)
     plan = Plan.from_json(store.read_json(PLAN))
-    threads = store.read_json(MANIFEST)["config"].get("threads") or process_threads()
+    manifest = store.read_json(MANIFEST)
+    threads = manifest["config"].get("threads") or process_threads()
     # Longest first, so that the last component to start is a short one.
     names = sorted(names, key=lambda n: -len(plan.component(n).sample_ids))
     if execution.backend == "ray":
         return ray_backend.train_components(directory, names, execution, threads)
     if not execution.leaves_process(threads):
         samples = load_samples(store, plan)
-        return {n: train_in_run(directory, n, builder_of(plan.component(n)), samples, verbose)
+        compiled = CompiledModels(tuple(manifest["input_shape"]), manifest["config"]["learning_rate"])
+        return {n: train_in_run(directory, n, builder_of(plan.component(n)), samples, verbose, compiled)
                 for n in names}
     return _in_processes(directory, names, execution, threads, verbose)
 

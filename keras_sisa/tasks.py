@@ -20,7 +20,7 @@ from keras_sisa.errors import InputError
 from keras_sisa.models import ModelFn
 from keras_sisa.plan import Component, Plan
 from keras_sisa.store import MANIFEST, PARTIAL, PLAN, Store, checkpoint_path, data_path
-from keras_sisa.training import Samples, TrainingConfig, train_component
+from keras_sisa.training import CompiledModels, Samples, TrainingConfig, train_component
 
 
 def load_samples(store: Store, plan: Plan) -> Samples:
@@ -50,11 +50,13 @@ def builder_for(manifest: dict, component: Component) -> ModelFn:
 
 
 def train_in_run(directory: str, name: str, builder: ModelFn | None = None,
-                 samples: Samples | None = None, verbose: int = 0) -> float:
+                 samples: Samples | None = None, verbose: int = 0,
+                 compiled: CompiledModels | None = None) -> float:
     """Trains component `name` of the run at `directory` from its resume point; returns seconds.
 
     `builder` and `samples` default to the manifest's builder and the stored data; a
-    caller that trains several components in one process passes them to save reloading.
+    caller that trains several components in one process passes them, and one
+    `compiled`, to save reloading and recompiling.
     """
     store = Store(directory)
     manifest = store.read_json(MANIFEST)
@@ -72,5 +74,5 @@ def train_in_run(directory: str, name: str, builder: ModelFn | None = None,
     train_component(store, plan, name, builder or builder_for(manifest, component),
                     tuple(manifest["input_shape"]),
                     samples if samples is not None else load_samples(store, plan),
-                    TrainingConfig(**manifest["config"]), start=start, verbose=verbose)
+                    TrainingConfig(**manifest["config"]), start=start, verbose=verbose, compiled=compiled)
     return time.perf_counter() - began

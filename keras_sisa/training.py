@@ -136,30 +136,32 @@ def initialise(store: Store, component: Component, builder: ModelFn, input_shape
 
 
 class CompiledModels:
-    """A component's compiled Keras models, one per head size, reused from slice to slice.
+    """Compiled Keras models, one per builder and head size, reused from slice to slice and
+    from component to component of one process.
 
-    Compiling and tracing a new model costs about 0.8 s, a quarter of a gate slice on
-    Fashion-MNIST (measured). `prepared` resets a reused model to exactly where a new one
-    starts: the state's weights, the optimizer's initial variables and dropout seeded by
-    the slice, so reuse never changes a weight.
+    Compiling and tracing a new model costs about 0.8 s for the gate and more for an
+    expert, a quarter of a gate slice on Fashion-MNIST (measured). `prepared` resets a
+    reused model to exactly where a new one starts: the state's weights, the optimizer's
+    initial variables and dropout seeded by the slice, so reuse never changes a weight
+    (`verify` refits each component with its own models and compares the bits).
     """
 
-    def __init__(self, builder: ModelFn, input_shape: tuple, learning_rate: float):
-        self.builder, self.input_shape, self.learning_rate = builder, input_shape, learning_rate
-        self._compiled: dict[int, tuple[keras.Model, list[np.ndarray]]] = {}
+    def __init__(self, input_shape: tuple, learning_rate: float):
+        self.input_shape, self.learning_rate = input_shape, learning_rate
+        self._compiled: dict[tuple, tuple[keras.Model, list[np.ndarray]]] = {}
 
-    def prepared(self, state: ComponentState, seed: int) -> keras.Model:
-        """A compiled model holding `state`, ready to train a slice seeded by `seed`."""
-        size = len(state.outputs)
-        if size not in self._compiled:
-            model = self.builder(self.input_shape, size)
+    def prepared(self, builder: ModelFn, state: ComponentState, seed: int) -> keras.Model:
+        """A compiled model of `builder` holding `state`, ready to train a slice seeded by `seed`."""
+        key = builder, len(state.outputs)
+        if key not in self._compiled:
+            model = builder(self.input_shape, len(state.outputs))
             model.compile(optimizer=keras.optimizers.Adam(self.learning_rate),
                           loss=keras.losses.SparseCategoricalCrossentropy(
                               from_logits=not outputs_probabilities(model)),
                           metrics=["accuracy"])
             model.optimizer.build(model.trainable_variables)
-            self._compiled[size] = model, [np.array(v) for v in model.optimizer.variables]
-        model, optimizer_start = self._compiled[size]
+            self._compiled[key] = model, [np.array(v) for v in model.optimizer.variables]
+        model, optimizer_start = self._compiled[key]
         state.load_into(model)
         for variable, value in zip(model.optimizer.variables, optimizer_start):
             variable.assign(value)
@@ -169,11 +171,13 @@ class CompiledModels:
 
 
 def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input_shape: tuple,
-                    samples: Samples, config: TrainingConfig, start: int = 0, verbose: int = 1) -> ComponentState:
+                    samples: Samples, config: TrainingConfig, start: int = 0, verbose: int = 1,
+                    compiled: CompiledModels | None = None) -> ComponentState:
     """Trains component `name` over its slices from index `start`, checkpointing each one.
 
     Slice `start` begins from the checkpoint of slice `start - 1`, so `start > 0`
     continues or rewinds a component; `start == 0` first writes its initial state.
+    A caller training several components passes one `compiled` to all of them.
     """
     component = plan.component(name)
     slices = component.slices
@@ -182,7 +186,7 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
     state = read_state(store, name, slices[start - 1].id if start else INITIAL)
     shard_of = plan.shard_of() if component.is_gate else None
     ratio = config.gate_replay_ratio if component.is_gate else config.replay_ratio
-    models = CompiledModels(builder, input_shape, config.learning_rate)
+    compiled = compiled or CompiledModels(input_shape, config.learning_rate)
     for k in range(start, len(slices)):
         current = slices[k]
         seed = seed_for(config.seed, name, current.id)
@@ -191,7 +195,7 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
         keys = _keys(samples.y[rows], samples.ids[rows], shard_of)
         outputs = state.outputs + sorted(set(keys.tolist()) - set(state.outputs))
         state = state.grow(outputs, seed_for(config.seed, name))
-        model = models.prepared(state, seed)
+        model = compiled.prepared(builder, state, seed)
         pool = np.asarray([i for s in slices[:k] for i in s.sample_ids], np.int64)
         count = replay.replay_count(ratio, len(rows), len(pool))
         losses = lambda ids: _losses(model, samples, ids, outputs, shard_of, config.batch_size)

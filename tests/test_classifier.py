@@ -8,8 +8,10 @@ import keras_sisa
 from conftest import fit_small
 from keras_sisa import InputError
 from keras_sisa.callbacks import read_state
-from keras_sisa.store import checkpoint_path
-from tiny_models import no_dense_head, softmax_mlp
+from keras_sisa.store import Store, checkpoint_path
+from keras_sisa.tasks import load_samples
+from keras_sisa.training import train_component
+from tiny_models import no_dense_head, softmax_mlp, tiny_cnn
 
 
 def test_a_checkpoint_exists_after_every_slice_of_every_component(fitted):
@@ -31,6 +33,15 @@ def test_two_fits_with_one_seed_are_bit_identical(small, tmp_path, fitted):
     again = fit_small(tmp_path / "again", small)
     for component in fitted.plan.components:
         assert again.component_state(component.name).digest() == fitted.component_state(component.name).digest()
+
+
+def test_each_component_trained_alone_matches_the_fit(fitted, tmp_path):
+    """A fit reuses one compiled model across components; trained alone, each gets the same bits."""
+    samples = load_samples(fitted.store, fitted.plan)
+    for component in fitted.plan.components:
+        alone = train_component(Store(str(tmp_path / component.name)), fitted.plan, component.name,
+                                tiny_cnn, fitted.input_shape, samples, fitted.config, verbose=0)
+        assert alone.digest() == fitted.component_state(component.name).digest()
 
 
 def test_a_different_seed_gives_different_weights(small, tmp_path, fitted):
