@@ -27,7 +27,7 @@ VARIANTS = {
     "float16": dict(quantize="float16"),
     "dynamic": dict(quantize="dynamic"),
     "int8": dict(quantize="int8"),
-    "pruned_int8": dict(quantize="int8", prune=0.8),
+    "pruned_int8": dict(quantize="int8", prune=0.75),
     "qat_int8": dict(qat=True),
 }
 
