@@ -83,15 +83,14 @@ def train_components(directory: str, names: list[str], execution: Execution,
     """
     store = Store(directory)
     plan = Plan.from_json(store.read_json(PLAN))
-    manifest = store.read_json(MANIFEST)
-    threads = manifest["config"].get("threads") or process_threads()
+    threads = store.read_json(MANIFEST)["config"].get("threads") or process_threads()
     # Longest first, so that the last component to start is a short one.
     names = sorted(names, key=lambda n: -len(plan.component(n).sample_ids))
     if execution.backend == "ray":
         return ray_backend.train_components(directory, names, execution, threads)
     if not execution.leaves_process(threads):
         samples = load_samples(store, plan)
-        compiled = CompiledModels(tuple(manifest["input_shape"]), manifest["config"]["learning_rate"])
+        compiled = CompiledModels()
         return {n: train_in_run(directory, n, builder_of(plan.component(n)), samples, verbose, compiled)
                 for n in names}
     return _in_processes(directory, names, execution, threads, verbose)

@@ -136,8 +136,8 @@ def initialise(store: Store, component: Component, builder: ModelFn, input_shape
 
 
 class CompiledModels:
-    """Compiled Keras models, one per builder and head size, reused from slice to slice and
-    from component to component of one process.
+    """Compiled Keras models, one per builder, input shape, learning rate and head size,
+    reused from slice to slice and from component to component of one process.
 
     Compiling and tracing a new model costs about 0.8 s for the gate and more for an
     expert, a quarter of a gate slice on Fashion-MNIST (measured). `prepared` resets a
@@ -146,16 +146,16 @@ class CompiledModels:
     (`verify` refits each component with its own models and compares the bits).
     """
 
-    def __init__(self, input_shape: tuple, learning_rate: float):
-        self.input_shape, self.learning_rate = input_shape, learning_rate
+    def __init__(self):
         self._compiled: dict[tuple, tuple[keras.Model, list[np.ndarray]]] = {}
 
-    def prepared(self, builder: ModelFn, state: ComponentState, seed: int) -> keras.Model:
+    def prepared(self, builder: ModelFn, input_shape: tuple, learning_rate: float, state: ComponentState,
+                 seed: int) -> keras.Model:
         """A compiled model of `builder` holding `state`, ready to train a slice seeded by `seed`."""
-        key = builder, len(state.outputs)
+        key = builder, tuple(input_shape), learning_rate, len(state.outputs)
         if key not in self._compiled:
-            model = builder(self.input_shape, len(state.outputs))
-            model.compile(optimizer=keras.optimizers.Adam(self.learning_rate),
+            model = builder(input_shape, len(state.outputs))
+            model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                           loss=keras.losses.SparseCategoricalCrossentropy(
                               from_logits=not outputs_probabilities(model)),
                           metrics=["accuracy"])
@@ -186,7 +186,7 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
     state = read_state(store, name, slices[start - 1].id if start else INITIAL)
     shard_of = plan.shard_of() if component.is_gate else None
     ratio = config.gate_replay_ratio if component.is_gate else config.replay_ratio
-    compiled = compiled or CompiledModels(input_shape, config.learning_rate)
+    compiled = compiled or CompiledModels()
     for k in range(start, len(slices)):
         current = slices[k]
         seed = seed_for(config.seed, name, current.id)
@@ -195,7 +195,7 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
         keys = _keys(samples.y[rows], samples.ids[rows], shard_of)
         outputs = state.outputs + sorted(set(keys.tolist()) - set(state.outputs))
         state = state.grow(outputs, seed_for(config.seed, name))
-        model = compiled.prepared(builder, state, seed)
+        model = compiled.prepared(builder, input_shape, config.learning_rate, state, seed)
         pool = np.asarray([i for s in slices[:k] for i in s.sample_ids], np.int64)
         count = replay.replay_count(ratio, len(rows), len(pool))
         losses = lambda ids: _losses(model, samples, ids, outputs, shard_of, config.batch_size)
