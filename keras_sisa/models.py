@@ -22,6 +22,10 @@ from keras_sisa.seeds import seed_for
 
 ModelFn = Callable[[tuple, int], keras.Model]
 
+# The logit bias of a padding output (a head column beyond a state's outputs): its
+# softmax probability is exactly 0, so it gets no gradient and never changes.
+PADDING_BIAS = -1e9
+
 
 def default_cnn(input_shape: tuple, num_outputs: int) -> keras.Model:
     """A 32-64-128 convolutional classifier for small images (28x28x1, 32x32x3, ...)."""
@@ -104,11 +108,12 @@ class ComponentState:
 
     @classmethod
     def from_model(cls, model: keras.Model, outputs: list[int], replay_ids: list[int]) -> ComponentState:
+        """The state of `model`, whose first head columns are `outputs` and any more padding."""
         head = head_of(model)
         head_variables = {id(v) for v in head.weights}
         body = [np.asarray(v) for v in model.weights if id(v) not in head_variables]
         kernel, bias = (np.asarray(w) for w in head.get_weights())
-        return cls(body, kernel, bias, list(outputs), list(replay_ids))
+        return cls(body, kernel[:, :len(outputs)], bias[:len(outputs)], list(outputs), list(replay_ids))
 
     def grow(self, outputs: list[int], seed: int) -> ComponentState:
         """The state with a head over `outputs`; known columns are kept, new ones seeded by key."""
@@ -133,7 +138,7 @@ class ComponentState:
         return self.load_into(builder(input_shape, len(self.outputs)))
 
     def load_into(self, model: keras.Model) -> keras.Model:
-        """Sets `model`'s weights to this state's; its head must have as many outputs."""
+        """Sets `model`'s weights to this state's; head columns beyond its outputs become padding."""
         head = head_of(model)
         head_variables = {id(v) for v in head.weights}
         body = [v for v in model.weights if id(v) not in head_variables]
@@ -142,7 +147,9 @@ class ComponentState:
                              f"holds {len(self.body)}; use the builder the run was fitted with.")
         for variable, value in zip(body, self.body):
             variable.assign(value)
-        head.set_weights([self.kernel, self.bias])
+        padding = head.units - len(self.outputs)
+        head.set_weights([np.pad(self.kernel, [(0, 0), (0, padding)]),
+                          np.pad(self.bias, (0, padding), constant_values=PADDING_BIAS)])
         return model
 
     def to_arrays(self) -> dict[str, np.ndarray]:

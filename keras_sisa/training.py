@@ -25,6 +25,10 @@ from keras_sisa.store import Store
 # The variable in which a Keras SeedGenerator (dropout, noise layers) keeps its state.
 SEED_STATE = "seed_generator_state"
 
+# Heads train this many outputs wide (or a multiple): the columns past a slice's
+# outputs are padding that never changes (models.PADDING_BIAS).
+HEAD_WIDTH = 8
+
 
 @dataclasses.dataclass
 class TrainingConfig:
@@ -136,14 +140,16 @@ def initialise(store: Store, component: Component, builder: ModelFn, input_shape
 
 
 class CompiledModels:
-    """Compiled Keras models, one per builder, input shape, learning rate and head size,
+    """Compiled Keras models, one per builder, input shape, learning rate and head width,
     reused from slice to slice and from component to component of one process.
 
     Compiling and tracing a new model costs about 0.8 s for the gate and more for an
-    expert, a quarter of a gate slice on Fashion-MNIST (measured). `prepared` resets a
-    reused model to exactly where a new one starts: the state's weights, the optimizer's
-    initial variables and dropout seeded by the slice, so reuse never changes a weight
-    (`verify` refits each component with its own models and compares the bits).
+    expert, a quarter of a gate slice on Fashion-MNIST (measured). So heads are built
+    HEAD_WIDTH outputs wide, padding included, and a gate growing from 2 to 5 shards
+    traces once instead of four times. `prepared` resets a reused model to exactly
+    where a new one starts: the state's weights, the optimizer's initial variables and
+    dropout seeded by the slice, so reuse never changes a weight (`verify` refits each
+    component with its own models and compares the bits).
     """
 
     def __init__(self):
@@ -152,9 +158,10 @@ class CompiledModels:
     def prepared(self, builder: ModelFn, input_shape: tuple, learning_rate: float, state: ComponentState,
                  seed: int) -> keras.Model:
         """A compiled model of `builder` holding `state`, ready to train a slice seeded by `seed`."""
-        key = builder, tuple(input_shape), learning_rate, len(state.outputs)
+        width = -(-len(state.outputs) // HEAD_WIDTH) * HEAD_WIDTH
+        key = builder, tuple(input_shape), learning_rate, width
         if key not in self._compiled:
-            model = builder(input_shape, len(state.outputs))
+            model = builder(input_shape, width)
             model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                           loss=keras.losses.SparseCategoricalCrossentropy(
                               from_logits=not outputs_probabilities(model)),

@@ -1,0 +1,24 @@
+"""Training one slice in a compiled model whose head is wider than the slice's outputs."""
+
+import numpy as np
+import pytest
+
+from keras_sisa.models import PADDING_BIAS, ComponentState
+from keras_sisa.training import HEAD_WIDTH, CompiledModels, enable_determinism
+from tiny_models import softmax_mlp, tiny_cnn
+
+
+@pytest.mark.parametrize("builder", [tiny_cnn, softmax_mlp])
+def test_padding_outputs_never_change_and_never_win(builder, small):
+    enable_determinism(0)
+    state = ComponentState.initial(builder, small.input_shape).grow([0, 1, 2], seed=0)
+    model = CompiledModels().prepared(builder, small.input_shape, 1e-2, state, seed=0)
+    assert model.layers[-1].units == HEAD_WIDTH
+    kept = small.y_train < 3
+    model.fit(small.x_train[kept], small.y_train[kept], batch_size=32, epochs=2, verbose=0)
+    kernel, bias = model.layers[-1].get_weights()
+    assert np.all(kernel[:, 3:] == 0) and np.all(bias[3:] == PADDING_BIAS)
+    assert not np.array_equal(kernel[:, :3], state.kernel)
+    assert np.all(np.argmax(model.predict(small.x_test, verbose=0), axis=1) < 3)
+    trained = ComponentState.from_model(model, [0, 1, 2], [])
+    assert trained.kernel.shape == state.kernel.shape and trained.bias.shape == state.bias.shape
