@@ -21,25 +21,19 @@ import shutil
 import tempfile
 import time
 
-import keras
 import numpy as np
 
 import keras_sisa
 from keras_sisa import data as sources
-from keras_sisa.training import enable_determinism
+
+import monolithic as baseline
 
 
 def monolithic(dataset, epochs: int, batch_size: int, seed: int) -> dict:
     """The default CNN trained on all classes at once: the baseline SISA is measured against."""
-    enable_determinism(seed)
-    model = keras_sisa.default_cnn(dataset.input_shape, len(dataset.class_names))
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    started = time.perf_counter()
-    model.fit(dataset.x_train.astype(np.float32), dataset.y_train, epochs=epochs,
-              batch_size=batch_size, shuffle=True, verbose=0)
-    seconds = time.perf_counter() - started
-    predicted = np.argmax(model.predict(dataset.x_test.astype(np.float32), verbose=0), axis=1)
+    model, seconds = baseline.train(dataset.x_train, dataset.y_train, len(dataset.class_names), epochs,
+                                    batch_size, seed)
+    predicted = baseline.predict(model, dataset.x_test)
     return {"accuracy": float(np.mean(predicted == dataset.y_test)), "fit_seconds": seconds,
             "images_per_second": len(dataset.y_train) * epochs / seconds}
 

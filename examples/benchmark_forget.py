@@ -27,13 +27,13 @@ import shutil
 import tempfile
 import time
 
-import keras
 import numpy as np
 
 import keras_sisa
 from keras_sisa import data as sources, metrics
 from keras_sisa.cli.main import parse_epochs
-from keras_sisa.training import enable_determinism
+
+import monolithic as baseline
 
 
 def without(dataset, classes=(), sample_ids=()):
@@ -48,17 +48,9 @@ def monolithic_retrain(dataset, forgotten: list[int], epochs: int, seed: int) ->
     retained = [c for c in range(len(dataset.class_names)) if c not in forgotten]
     relabel = np.full(len(dataset.class_names), -1)
     relabel[retained] = np.arange(len(retained))
-    enable_determinism(seed)
-    model = keras_sisa.default_cnn(dataset.input_shape, len(retained))
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    started = time.perf_counter()
-    model.fit(rest.x_train.astype(np.float32), relabel[rest.y_train], epochs=epochs, batch_size=128,
-              shuffle=True, verbose=0)
-    seconds = time.perf_counter() - started
+    model, seconds = baseline.train(rest.x_train, relabel[rest.y_train], len(retained), epochs, 128, seed)
     test = np.isin(dataset.y_test, retained)
-    predicted = np.asarray(retained)[np.argmax(model.predict(dataset.x_test[test].astype(np.float32),
-                                                               verbose=0), axis=1)]
+    predicted = np.asarray(retained)[baseline.predict(model, dataset.x_test[test])]
     return {"seconds": seconds, "retained_accuracy": float(np.mean(predicted == dataset.y_test[test]))}
 
 
