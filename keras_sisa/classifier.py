@@ -447,7 +447,7 @@ def load(directory: str, model_fn: ModelFn | str | None = None,
             raise InputError(f"The run was fitted with an unnamed {key}; pass it to load().")
         builders.append(spec)
     sisa = SISAClassifier(directory, builders[0], builders[1], **manifest["options"],
-                          config=TrainingConfig(**manifest["config"]))
+                          config=TrainingConfig.from_manifest(manifest["config"]))
     sisa.manifest = manifest
     sisa.plan = plans.Plan.from_json(store.read_json(PLAN))
     if check and manifest["status"] == "fitted":

@@ -74,5 +74,6 @@ def train_in_run(directory: str, name: str, builder: ModelFn | None = None,
     train_component(store, plan, name, builder or builder_for(manifest, component),
                     tuple(manifest["input_shape"]),
                     samples if samples is not None else load_samples(store, plan),
-                    TrainingConfig(**manifest["config"]), start=start, verbose=verbose, compiled=compiled)
+                    TrainingConfig.from_manifest(manifest["config"]), start=start, verbose=verbose,
+                    compiled=compiled)
     return time.perf_counter() - began

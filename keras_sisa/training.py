@@ -25,10 +25,6 @@ from keras_sisa.store import Store
 # The variable in which a Keras SeedGenerator (dropout, noise layers) keeps its state.
 SEED_STATE = "seed_generator_state"
 
-# Heads train this many outputs wide (or a multiple): the columns past a slice's
-# outputs are padding that never changes (models.PADDING_BIAS).
-HEAD_WIDTH = 8
-
 
 @dataclasses.dataclass
 class TrainingConfig:
@@ -53,6 +49,11 @@ class TrainingConfig:
     entry repeats. A forget of a class redoes every slice after it, so later slices are
     redone most often: `gate_epochs=[2, 2, 2, 2, 2, 1]` makes the average class forget
     cheaper, at some routing accuracy (README, Benchmarks).
+
+    `head_width`: heads train this many outputs wide (or a multiple), the columns past
+    a slice's outputs being padding that never changes (models.PADDING_BIAS), so one
+    traced model serves every head size. It changes the bits, so a run keeps the width
+    it was fitted with; runs fitted before it existed trained unpadded (`from_manifest`).
     """
 
     epochs: int | list[int] = 3
@@ -65,6 +66,7 @@ class TrainingConfig:
     learning_rate: float = 1e-3
     seed: int = 0
     threads: int | None = None
+    head_width: int = 8
 
     def __post_init__(self):
         for name in ("epochs", "gate_epochs"):
@@ -75,8 +77,9 @@ class TrainingConfig:
                 raise InputError(f"Expected {name} to be a positive whole number or a list of them, "
                                  f"got {value!r}.")
             setattr(self, name, [int(e) for e in entries] if is_schedule else int(value))
-        if not _positive_whole(self.batch_size):
-            raise InputError(f"Expected batch_size to be a positive whole number, got {self.batch_size!r}.")
+        for name in ("batch_size", "head_width"):
+            if not _positive_whole(getattr(self, name)):
+                raise InputError(f"Expected {name} to be a positive whole number, got {getattr(self, name)!r}.")
         for name in ("replay_ratio", "gate_replay_ratio"):
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
@@ -88,6 +91,11 @@ class TrainingConfig:
         if self.replay not in replay.STRATEGIES:
             raise InputError(f"Unknown replay strategy {self.replay!r}; expected one of "
                              f"{replay.STRATEGIES}.")
+
+    @classmethod
+    def from_manifest(cls, fields: dict) -> TrainingConfig:
+        """The config a run was fitted with; a run from before `head_width` trained unpadded."""
+        return cls(**{"head_width": 1, **fields})
 
     def slice_epochs(self, is_gate: bool, position: int) -> int:
         """Epochs of the slice at `position` of the gate or of an expert."""
@@ -145,7 +153,7 @@ class CompiledModels:
 
     Compiling and tracing a new model costs about 0.8 s for the gate and more for an
     expert, a quarter of a gate slice on Fashion-MNIST (measured). So heads are built
-    HEAD_WIDTH outputs wide, padding included, and a gate growing from 2 to 5 shards
+    `head_width` outputs wide, padding included, and a gate growing from 2 to 5 shards
     traces once instead of four times. `prepared` resets a reused model to exactly
     where a new one starts: the state's weights, the optimizer's initial variables and
     dropout seeded by the slice, so reuse never changes a weight (`verify` refits each
@@ -155,14 +163,14 @@ class CompiledModels:
     def __init__(self):
         self._compiled: dict[tuple, tuple[keras.Model, list[np.ndarray]]] = {}
 
-    def prepared(self, builder: ModelFn, input_shape: tuple, learning_rate: float, state: ComponentState,
+    def prepared(self, builder: ModelFn, input_shape: tuple, config: TrainingConfig, state: ComponentState,
                  seed: int) -> keras.Model:
         """A compiled model of `builder` holding `state`, ready to train a slice seeded by `seed`."""
-        width = -(-len(state.outputs) // HEAD_WIDTH) * HEAD_WIDTH
-        key = builder, tuple(input_shape), learning_rate, width
+        width = -(-len(state.outputs) // config.head_width) * config.head_width
+        key = builder, tuple(input_shape), config.learning_rate, width
         if key not in self._compiled:
             model = builder(input_shape, width)
-            model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+            model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                           loss=keras.losses.SparseCategoricalCrossentropy(
                               from_logits=not outputs_probabilities(model)),
                           metrics=["accuracy"])
@@ -202,7 +210,7 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
         keys = _keys(samples.y[rows], samples.ids[rows], shard_of)
         outputs = state.outputs + sorted(set(keys.tolist()) - set(state.outputs))
         state = state.grow(outputs, seed_for(config.seed, name))
-        model = compiled.prepared(builder, input_shape, config.learning_rate, state, seed)
+        model = compiled.prepared(builder, input_shape, config, state, seed)
         pool = np.asarray([i for s in slices[:k] for i in s.sample_ids], np.int64)
         count = replay.replay_count(ratio, len(rows), len(pool))
         losses = lambda ids: _losses(model, samples, ids, outputs, shard_of, config.batch_size)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from keras_sisa.models import PADDING_BIAS, ComponentState
-from keras_sisa.training import HEAD_WIDTH, CompiledModels, enable_determinism
+from keras_sisa.training import CompiledModels, TrainingConfig, enable_determinism
 from tiny_models import softmax_mlp, tiny_cnn
 
 
@@ -12,8 +12,9 @@ from tiny_models import softmax_mlp, tiny_cnn
 def test_padding_outputs_never_change_and_never_win(builder, small):
     enable_determinism(0)
     state = ComponentState.initial(builder, small.input_shape).grow([0, 1, 2], seed=0)
-    model = CompiledModels().prepared(builder, small.input_shape, 1e-2, state, seed=0)
-    assert model.layers[-1].units == HEAD_WIDTH
+    config = TrainingConfig(learning_rate=1e-2)
+    model = CompiledModels().prepared(builder, small.input_shape, config, state, seed=0)
+    assert model.layers[-1].units == config.head_width == 8
     kept = small.y_train < 3
     model.fit(small.x_train[kept], small.y_train[kept], batch_size=32, epochs=2, verbose=0)
     kernel, bias = model.layers[-1].get_weights()

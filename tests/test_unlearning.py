@@ -11,6 +11,7 @@ from conftest import fit_small
 from keras_sisa import InputError, load
 from keras_sisa.callbacks import read_state
 from keras_sisa.cli.main import main
+from keras_sisa.store import MANIFEST
 
 
 def copy_run(fitted, tmp_path, name="copy"):
@@ -151,3 +152,16 @@ def test_cli_forget_and_verify(fitted, small, tmp_path):
     assert verified.exit_code == 0 and "MISMATCH" not in verified.output and "identical" in verified.output
     bad = runner.invoke(main, ["forget", sisa.directory, "--class", "Dog"])
     assert bad.exit_code == 2 and bad.output.startswith("Error: Unknown class 'Dog'")
+
+
+def test_a_run_fitted_with_unpadded_heads_keeps_them(small, tmp_path):
+    """Runs from before `head_width` have none in their manifest: forgets and verify on them
+    must train unpadded, as their fit did, or their bits would no longer match a refit."""
+    sisa = fit_small(tmp_path / "old", small, head_width=1)
+    manifest = sisa.store.read_json(MANIFEST)
+    del manifest["config"]["head_width"]
+    sisa.store.write_json(MANIFEST, manifest)
+    old = load(sisa.directory, model_fn="tiny_models:tiny_cnn", gate_fn="tiny_models:tiny_cnn")
+    assert old.config.head_width == 1
+    old.forget(classes=["Sneaker"], verbose=0)
+    assert all(row["identical"] for row in old.verify())
