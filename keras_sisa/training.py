@@ -218,8 +218,7 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
         if verbose:
             print(f"{name} slice {k + 1}/{len(slices)} [{current.id}]: {len(rows)} new + "
                   f"{len(replay_ids)} replayed, {len(outputs)} outputs", flush=True)
-        if len(outputs) == 1:
-            # A one-output softmax has zero loss and zero gradient: training is a no-op.
+        if not trains(len(outputs)):
             state = dataclasses.replace(state, replay_ids=replay_ids.tolist())
             write_state(store, name, current.id, state)
             continue
@@ -235,6 +234,12 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
                   verbose=verbose)
         state = ComponentState.from_model(model, outputs, replay_ids.tolist())
     return state
+
+
+def trains(num_outputs: int) -> bool:
+    """Whether a slice whose head has `num_outputs` outputs trains at all: a one-output
+    softmax has zero loss and zero gradient, so its training would be a no-op."""
+    return num_outputs > 1
 
 
 def _keys(labels: np.ndarray, ids: np.ndarray, shard_of: dict[int, int] | None) -> np.ndarray:

@@ -24,7 +24,7 @@ from keras_sisa.plan import Plan
 from keras_sisa.parallel import Execution, train_components
 from keras_sisa.store import MANIFEST, PLAN, Store, data_path
 from keras_sisa.tasks import load_samples
-from keras_sisa.training import TrainingConfig, process_threads, train_component
+from keras_sisa.training import TrainingConfig, process_threads, train_component, trains
 
 
 def first_touched(plan: Plan, deleted: set[int]) -> dict[str, int]:
@@ -67,14 +67,13 @@ def expected_forget_seconds(sisa) -> dict[str, float]:
 
 
 def _training_epochs(config: TrainingConfig, plan: Plan, name: str, since: int = 0) -> int:
-    """Epochs of a component's slices from position `since` on, leaving out the slices whose
-    head has a single output: those train nothing (`training.train_component`)."""
+    """Epochs of a component's slices from position `since` on, leaving out those that train nothing."""
     component = plan.component(name)
     shard = {c: e.shard for e in plan.experts for s in e.slices for c in s.classes}
     outputs, total = set(), 0
     for k, s in enumerate(component.slices):
         outputs |= {shard[c] if component.is_gate else c for c in s.classes}
-        if k >= since and len(outputs) > 1:
+        if k >= since and trains(len(outputs)):
             total += config.slice_epochs(component.is_gate, k)
     return total
 
