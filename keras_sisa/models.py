@@ -142,9 +142,12 @@ class ComponentState:
         head = head_of(model)
         head_variables = {id(v) for v in head.weights}
         body = [v for v in model.weights if id(v) not in head_variables]
-        if len(body) != len(self.body):
-            raise InputError(f"The model builder makes {len(body)} body weights but the checkpoint "
-                             f"holds {len(self.body)}; use the builder the run was fitted with.")
+        shapes = [tuple(v.shape) for v in body] + [head.units]
+        wanted = [w.shape for w in self.body] + [len(self.outputs)]
+        if len(body) != len(self.body) or shapes[:-1] != wanted[:-1] or shapes[-1] < wanted[-1]:
+            raise InputError(f"The model {model.name!r} does not fit the checkpoint (weight shapes, then "
+                             f"head width: {shapes}; the checkpoint's: {wanted}); use the builder the run "
+                             "was fitted with.")
         for variable, value in zip(body, self.body):
             variable.assign(value)
         padding = head.units - len(self.outputs)

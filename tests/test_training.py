@@ -1,8 +1,10 @@
-"""Training one slice in a compiled model whose head is wider than the slice's outputs."""
+"""Training one slice in a compiled model whose head is wider than the slice's outputs, and loading
+states only into models they fit."""
 
 import numpy as np
 import pytest
 
+from keras_sisa.errors import InputError
 from keras_sisa.models import PADDING_BIAS, ComponentState
 from keras_sisa.training import CompiledModels, TrainingConfig, enable_determinism
 from tiny_models import softmax_mlp, tiny_cnn
@@ -23,3 +25,10 @@ def test_padding_outputs_never_change_and_never_win(builder, small):
     assert np.all(np.argmax(model.predict(small.x_test, verbose=0), axis=1) < 3)
     trained = ComponentState.from_model(model, [0, 1, 2], [])
     assert trained.kernel.shape == state.kernel.shape and trained.bias.shape == state.bias.shape
+
+
+@pytest.mark.parametrize("other, width", [(softmax_mlp, 3), (tiny_cnn, 2)])
+def test_a_state_refuses_a_model_it_does_not_fit(other, width, small):
+    state = ComponentState.initial(tiny_cnn, small.input_shape).grow([0, 1, 2], seed=0)
+    with pytest.raises(InputError, match="does not fit the checkpoint.*use the builder the run was fitted with"):
+        state.load_into(other(small.input_shape, width))
