@@ -15,7 +15,7 @@ from keras_sisa import data as sources
 from keras_sisa.classifier import SISAClassifier, load
 from keras_sisa.export import FORMATS, QUANTIZATIONS
 from keras_sisa.errors import ExportError, InputError
-from keras_sisa.models import default_cnn, small_gate
+from keras_sisa.models import default_cnn, strided_gate
 from keras_sisa.parallel import BACKENDS, Execution
 from keras_sisa.store import Store
 from keras_sisa.training import TrainingConfig
@@ -151,7 +151,7 @@ def fit(out, dataset, data_dir, test_dir, test_split, image_size, npz, limit_per
     data = sources.load(dataset, data_dir, test_dir, npz, limit_per_class, test_split=test_split,
                         image_size=parse_image_size(image_size), seed=seed)
     order = [name.strip() for name in (class_order or "").split(",") if name.strip()]
-    sisa = SISAClassifier(out, model_fn or default_cnn, gate_fn or small_gate, shards=shards,
+    sisa = SISAClassifier(out, model_fn or default_cnn, gate_fn or strided_gate, shards=shards,
                           classes_per_slice=classes_per_slice,
                           class_order=sources.class_indices(order, data.class_names),
                           strategy=strategy, grouping=grouping, slices=slices, epochs=epochs,

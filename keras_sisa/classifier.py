@@ -57,7 +57,7 @@ class SISAClassifier:
     """
 
     def __init__(self, directory: str, model_fn: ModelFn | str = models.default_cnn,
-                 gate_fn: ModelFn | str = models.small_gate, shards: int = 5,
+                 gate_fn: ModelFn | str = models.strided_gate, shards: int = 5,
                  classes_per_slice: int = 1, class_order: list[int] | None = None,
                  strategy: str = "class", grouping: str = "similar", slices: int = 4,
                  config: TrainingConfig | None = None,
