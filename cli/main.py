@@ -180,8 +180,8 @@ def fitted_text(sisa: SISAClassifier, out: str) -> None:
     images = sum(len(e.sample_ids) for e in sisa.plan.experts)
     accuracy = sisa.evaluate()["accuracy"] if sisa.store.exists("data/test.npz") else float("nan")
     click.echo(f"Fitted {len(sisa.plan.components)} components on {images} images of "
-               f"{len(sisa.classes)} classes in {sisa.manifest['fit_seconds']:.1f} s; test accuracy "
-               f"{100 * accuracy:.2f}%. Run: {out}")
+               f"{len(sisa.classes)} classes ({sisa.manifest['fit_seconds']:.1f} s of training, summed "
+               f"over components); test accuracy {100 * accuracy:.2f}%. Run: {out}")
 
 
 json_flag = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
