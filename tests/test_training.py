@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 
 from keras_sisa.errors import InputError
-from keras_sisa.models import PADDING_BIAS, ComponentState
+from keras_sisa.models import PADDING_BIAS, ComponentState, strided_gate
 from keras_sisa.training import CompiledModels, TrainingConfig, enable_determinism
 from tiny_models import softmax_mlp, tiny_cnn
 
 
-@pytest.mark.parametrize("builder", [tiny_cnn, softmax_mlp])
+@pytest.mark.parametrize("builder", [tiny_cnn, softmax_mlp, strided_gate])
 def test_padding_outputs_never_change_and_never_win(builder, small):
     enable_determinism(0)
     state = ComponentState.initial(builder, small.input_shape).grow([0, 1, 2], seed=0)
