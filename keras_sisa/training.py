@@ -151,7 +151,8 @@ def reseed_slice(seed: int) -> None:
     way (measured on the gate and an expert; the exactness tests rerun it).
     """
     eager = eager_context.context()
-    handle, eager._context_handle = eager._context_handle, None  # no handle: nothing to clear
+    handle = getattr(eager, "_context_handle", None)  # a TensorFlow without it keeps the clearing
+    eager._context_handle = None  # `tf.random.set_seed` clears the cache only through the handle
     try:
         enable_determinism(seed)
     finally:
