@@ -165,7 +165,7 @@ class ComponentState:
         body = [v for v in model.weights if id(v) not in head_variables]
         shapes = [tuple(v.shape) for v in body] + [head.units]
         wanted = [w.shape for w in self.body] + [len(self.outputs)]
-        if len(body) != len(self.body) or shapes[:-1] != wanted[:-1] or shapes[-1] < wanted[-1]:
+        if shapes[:-1] != wanted[:-1] or shapes[-1] < wanted[-1]:
             raise InputError(f"The model {model.name!r} does not fit the checkpoint (weight shapes, then "
                              f"head width: {shapes}; the checkpoint's: {wanted}); use the builder the run "
                              "was fitted with.")
