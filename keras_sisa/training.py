@@ -16,6 +16,7 @@ import tensorflow as tf
 from tensorflow.python.eager import context as eager_context
 
 from keras_sisa import replay
+from keras_sisa.batches import shuffled_batches
 from keras_sisa.callbacks import INITIAL, SliceCheckpoint, read_state, write_state
 from keras_sisa.errors import InputError
 from keras_sisa.models import ComponentState, ModelFn, outputs_probabilities
@@ -146,8 +147,8 @@ def reseed_slice(seed: int) -> None:
 
     `tf.random.set_seed` clears that cache, and the first training step after it then
     took 0.17 s more, once per slice (measured). The cache holds no random state a
-    slice draws on: Keras's random ops are stateless, and fit's shuffle takes its seed
-    from the global seed, which is set all the same. Weights are bit-identical either
+    slice draws on: Keras's random ops are stateless, and the batches' order is drawn
+    in a fresh tf.data function from the global seed, which is set all the same. Weights are bit-identical either
     way (measured on the gate and an expert; the exactness tests rerun it).
     """
     eager = eager_context.context()
@@ -248,9 +249,8 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
         targets = _targets(samples, all_rows, outputs, shard_of)
         weights = _balanced_weights(samples.y[all_rows]) if config.balance else None
         checkpoint = SliceCheckpoint(store, name, current.id, outputs, replay_ids.tolist())
-        model.fit(x, targets, sample_weight=weights, batch_size=config.batch_size,
-                  epochs=config.slice_epochs(component.is_gate, k), shuffle=True, callbacks=[checkpoint],
-                  verbose=verbose)
+        model.fit(shuffled_batches(x, targets, weights, config.batch_size), shuffle=False,
+                  epochs=config.slice_epochs(component.is_gate, k), callbacks=[checkpoint], verbose=verbose)
         state = ComponentState.from_model(model, outputs, replay_ids.tolist())
     return state
 
