@@ -25,9 +25,17 @@ from keras_sisa.training import CompiledModels, Samples, TrainingConfig, train_c
 
 def load_samples(store: Store, plan: Plan) -> Samples:
     """The training images the run still holds, from its per-shard data files."""
-    parts = [store.read_arrays(data_path(e.name)) for e in plan.experts]
-    return Samples(np.concatenate([p["x"] for p in parts]), np.concatenate([p["y"] for p in parts]),
-                   np.concatenate([p["ids"] for p in parts]))
+    return Samples(*_shard_arrays(store, plan, ("x", "y", "ids")))
+
+
+def load_labels(store: Store, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
+    """The labels and sample ids of the training images the run still holds, without the images."""
+    return _shard_arrays(store, plan, ("y", "ids"))
+
+
+def _shard_arrays(store: Store, plan: Plan, keys: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+    parts = [store.read_arrays(data_path(e.name), keys) for e in plan.experts]
+    return tuple(np.concatenate([p[key] for p in parts]) for key in keys)
 
 
 def resume_point(store: Store, component: Component) -> int:

@@ -23,7 +23,7 @@ from keras_sisa.errors import InputError
 from keras_sisa.plan import Plan
 from keras_sisa.parallel import Execution, train_components
 from keras_sisa.store import MANIFEST, PLAN, Store, data_path
-from keras_sisa.tasks import load_samples
+from keras_sisa.tasks import load_labels, load_samples
 from keras_sisa.training import TrainingConfig, process_threads, train_component, trains
 
 
@@ -52,12 +52,12 @@ def rewinds(plan: Plan, deleted: set[int], classes=()) -> dict[str, dict]:
 def expected_forget_seconds(sisa) -> dict[str, float]:
     """Per retained class, the training time a forget of it should take: each touched
     component's fit time, scaled by the share of its training epochs that would be redone."""
-    samples = load_samples(sisa.store, sisa.plan)
+    labels, ids = load_labels(sisa.store, sisa.plan)
     seconds = sisa.manifest.get("component_seconds", {})
     fitted = {c.name: max(_training_epochs(sisa.config, sisa.plan, c.name), 1) for c in sisa.plan.components}
     expected = {}
     for c in sisa.classes:
-        deleted = set(samples.ids[samples.y == c].tolist())
+        deleted = set(ids[labels == c].tolist())
         new_plan = sisa.plan.without(deleted, [c])
         remaining = {component.name for component in new_plan.components}
         expected[sisa.class_names[c]] = sum(
@@ -101,8 +101,8 @@ def forget(sisa, classes=(), samples=(), verbose: int = 1, execution: Execution 
     if unknown:
         raise InputError(f"Unknown sample id {unknown[0]} ({len(unknown)} unknown in all); sample ids "
                          "are the training images' positions in the source data.")
-    stored = load_samples(sisa.store, plan)
-    deleted = (ids & held) | set(stored.ids[np.isin(stored.y, new_classes)].tolist())
+    labels, stored_ids = load_labels(sisa.store, plan)
+    deleted = (ids & held) | set(stored_ids[np.isin(labels, new_classes)].tolist())
     if not deleted:
         what = ", ".join(names[c] for c in already) or "those samples"
         return {"noop": True, "message": f"Nothing to forget: {what} already forgotten."}
@@ -170,12 +170,12 @@ def complete_pending(sisa, verbose: int = 1, execution: Execution = Execution())
 
 
 def _purge(store: Store, new_plan: Plan, deleted: set[int], pending: dict) -> None:
-    """Removes the deleted samples from every stored file, and the checkpoints after each
-    rewind point, before any retraining starts. Reads what is on disk, so it can run again."""
+    """Removes the deleted samples from every stored file that held any, and the checkpoints
+    after each rewind point, before any retraining starts. Reads what is on disk, so it can
+    run again."""
     remaining = {c.name for c in new_plan.components}
-    for file in tf.io.gfile.listdir(store.path("data")):
-        name = file[:-len(".npz")]
-        if name == "test":
+    for name in pending["rewound"]:  # the components that held deleted samples; the gate holds no file
+        if not store.exists(data_path(name)):
             continue
         if name not in remaining:
             tf.io.gfile.remove(store.path(data_path(name)))
