@@ -178,6 +178,10 @@ class CompiledModels:
     where a new one starts: the state's weights, the optimizer's initial variables and
     dropout seeded by the slice, so reuse never changes a weight (`verify` refits each
     component with its own models and compares the bits).
+
+    Models track no metric but the loss: a training-accuracy metric only showed in the
+    progress bar, and it cost 0.6 s of each class forget of the gate (0.3 s of it
+    tracing; measured on Fashion-MNIST). The run's test accuracy is measured at the end.
     """
 
     def __init__(self):
@@ -192,8 +196,7 @@ class CompiledModels:
             model = builder(input_shape, width)
             model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                           loss=keras.losses.SparseCategoricalCrossentropy(
-                              from_logits=not outputs_probabilities(model)),
-                          metrics=["accuracy"])
+                              from_logits=not outputs_probabilities(model)))
             model.optimizer.build(model.trainable_variables)
             self._compiled[key] = model, [np.array(v) for v in model.optimizer.variables]
         model, optimizer_start = self._compiled[key]
