@@ -3,9 +3,9 @@
 `model.fit(x, y, shuffle=True)` on arrays builds a tf.data pipeline with autotuning,
 and tearing down its iterator at the end of an epoch often stalled for about 0.45 s
 (measured on the gate: 12 fits of 2 epochs took 21 to 26 s, with 1 to 6 such stalls
-at their ends; 19 to 21 s, with none, on these batches). A forget retrains many short slices, so it
-paid that stall most. These are the same batches in the same order, so the weights
-keep their bits; only the autotuning is gone.
+at their ends; 19 to 21 s, with none, on these batches). A forget retrains many short
+slices, so it paid that stall most. These are the same batches in the same order, so
+the weights keep their bits; only the autotuning is gone.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ def shuffled_batches(x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | N
                      batch_size: int = 32) -> tf.data.Dataset:
     """The batches `fit(x, y, sample_weight=..., batch_size=..., shuffle=True)` trains on in
     every epoch, under the global seed set now; pass them to `fit` with `shuffle=False`."""
-    order = keras_order(len(x))
+    order = _keras_order(len(x))
     arrays = tuple(a[order] for a in (x, y, sample_weight) if a is not None)
     full = len(x) - len(x) % batch_size
     dataset = tf.data.Dataset.from_tensor_slices(
@@ -30,7 +30,7 @@ def shuffled_batches(x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | N
     return dataset.with_options(options)
 
 
-def keras_order(n: int) -> np.ndarray:
+def _keras_order(n: int) -> np.ndarray:
     """The order in which Keras's shuffled `fit` visits `n` samples under the global seed.
 
     Its pipeline draws one `tf.random.shuffle` of the indices inside a tf.data function,

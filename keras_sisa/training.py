@@ -148,8 +148,9 @@ def reseed_slice(seed: int) -> None:
     `tf.random.set_seed` clears that cache, and the first training step after it then
     took 0.17 s more, once per slice (measured). The cache holds no random state a
     slice draws on: Keras's random ops are stateless, and the batches' order is drawn
-    in a fresh tf.data function from the global seed, which is set all the same. Weights are bit-identical either
-    way (measured on the gate and an expert; the exactness tests rerun it).
+    in a fresh tf.data function from the global seed, which is set all the same.
+    Weights are bit-identical either way (measured on the gate and an expert; the
+    exactness tests rerun it).
     """
     eager = eager_context.context()
     handle = getattr(eager, "_context_handle", None)  # a TensorFlow without it keeps the clearing
