@@ -117,7 +117,13 @@ def parse_only(text: str | None) -> str | None:
               help="Replayed samples per new sample in an expert's slice.")
 @click.option("--gate-replay-ratio", default=TrainingConfig.gate_replay_ratio, show_default=True, type=float)
 @click.option("--replay", type=click.Choice(["uniform", "loss"]), default="uniform", show_default=True)
-@click.option("--batch-size", default=TrainingConfig.batch_size, show_default=True, type=int, callback=positive)
+@click.option("--batch-size", default=TrainingConfig.batch_size, show_default=True, type=int, callback=positive,
+              help="Batch size of the experts.")
+@click.option("--gate-batch-size", default=TrainingConfig.gate_batch_size, show_default=True, type=int,
+              callback=positive)
+@click.option("--learning-rate", default=TrainingConfig.learning_rate, show_default=True, type=float,
+              help="Adam learning rate of the experts.")
+@click.option("--gate-learning-rate", default=TrainingConfig.gate_learning_rate, show_default=True, type=float)
 @click.option("--seed", default=TrainingConfig.seed, show_default=True, type=int)
 @click.option("--threads", default=None, type=int, callback=positive,
               help="TensorFlow threads of every training process (default: this machine's cores); "
@@ -130,8 +136,8 @@ def parse_only(text: str | None) -> str | None:
                    "(one job per component); then run fit once more to finish.")
 def fit(out, dataset, data_dir, test_dir, test_split, image_size, npz, limit_per_class, shards,
         classes_per_slice, class_order, strategy, grouping, slices, epochs, gate_epochs, replay_ratio,
-        gate_replay_ratio, replay, batch_size, seed, model_fn, gate_fn, threads, workers, backend,
-        ray_address, only) -> None:
+        gate_replay_ratio, replay, batch_size, gate_batch_size, learning_rate, gate_learning_rate, seed,
+        model_fn, gate_fn, threads, workers, backend, ray_address, only) -> None:
     """Train a SISA ensemble and write the run to --out; run it again to finish an interrupted fit."""
     verbose = 1 if sys.stdout.isatty() else 2
     only = parse_only(only)
@@ -157,7 +163,8 @@ def fit(out, dataset, data_dir, test_dir, test_split, image_size, npz, limit_per
                           strategy=strategy, grouping=grouping, slices=slices, epochs=epochs,
                           gate_epochs=gate_epochs, replay_ratio=replay_ratio,
                           gate_replay_ratio=gate_replay_ratio, replay=replay, batch_size=batch_size,
-                          seed=seed, threads=threads)
+                          gate_batch_size=gate_batch_size, learning_rate=learning_rate,
+                          gate_learning_rate=gate_learning_rate, seed=seed, threads=threads)
     sisa.prepare(data.x_train, data.y_train, data.class_names, test_data=(data.x_test, data.y_test),
                  sample_ids=data.ids)
     if only == "plan":

@@ -42,13 +42,13 @@ def without(dataset, classes=(), sample_ids=()):
                                ids=dataset.ids[keep])
 
 
-def monolithic_retrain(dataset, forgotten: list[int], epochs: int, seed: int) -> dict:
+def monolithic_retrain(dataset, forgotten: list[int], seed: int) -> dict:
     """The default CNN trained from scratch on the retained classes only: the gold standard."""
     rest = without(dataset, forgotten)
     retained = [c for c in range(len(dataset.class_names)) if c not in forgotten]
     relabel = np.full(len(dataset.class_names), -1)
     relabel[retained] = np.arange(len(retained))
-    model, seconds = baseline.train(rest.x_train, relabel[rest.y_train], len(retained), epochs, 128, seed)
+    model, seconds = baseline.train(rest.x_train, relabel[rest.y_train], len(retained), seed)
     test = np.isin(dataset.y_test, retained)
     predicted = np.asarray(retained)[baseline.predict(model, dataset.x_test[test])]
     return {"seconds": seconds, "retained_accuracy": float(np.mean(predicted == dataset.y_test[test]))}
@@ -94,7 +94,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="examples/benchmark_forget.json")
     parser.add_argument("--classes", default=None, help="Comma-separated class indices (default: all).")
-    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--samples", type=int, default=100, help="Random samples to delete.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3, help="Forgets of each class; the median is kept.")
@@ -108,20 +107,20 @@ def main() -> None:
     scratch = tempfile.mkdtemp(prefix="sisa-forget-bench-")
     try:
         fitted_dir = os.path.join(scratch, "fitted")
-        sisa = keras_sisa.SISAClassifier(fitted_dir, epochs=args.epochs, seed=args.seed, **schedule)
+        sisa = keras_sisa.SISAClassifier(fitted_dir, seed=args.seed, **schedule)
         sisa.fit(dataset.x_train, dataset.y_train, dataset.class_names,
                  test_data=(dataset.x_test, dataset.y_test), sample_ids=dataset.ids, verbose=0)
         fit = {"seconds": sisa.manifest["fit_seconds"], "accuracy": sisa.evaluate()["accuracy"]}
         rows = []
         for c in classes:
             row = forget_class(fitted_dir, scratch, dataset, c, args.repeats)
-            row["monolithic_retrain"] = monolithic_retrain(dataset, [c], args.epochs, args.seed)
+            row["monolithic_retrain"] = monolithic_retrain(dataset, [c], args.seed)
             rows.append(row)
             print(f"forgot {row['class']}: {row['forget_seconds']:.1f} s", flush=True)
 
         first = classes[0]
         refit_dir = os.path.join(scratch, "refit")
-        refit = keras_sisa.SISAClassifier(refit_dir, epochs=args.epochs, seed=args.seed, **schedule)
+        refit = keras_sisa.SISAClassifier(refit_dir, seed=args.seed, **schedule)
         rest = without(dataset, [first])
         started = time.perf_counter()
         deleted = dataset.ids[dataset.y_train == first]

@@ -22,10 +22,9 @@ import keras_sisa
 from keras_sisa import data as sources
 
 
-def timed_fit(dataset, directory: str, epochs: int, seed: int, threads: int | None = None,
-              **execution) -> dict:
+def timed_fit(dataset, directory: str, seed: int, threads: int | None = None, **execution) -> dict:
     """Prepares and fits a run; returns wall times and each component's weight digest."""
-    sisa = keras_sisa.SISAClassifier(directory, epochs=epochs, seed=seed, threads=threads)
+    sisa = keras_sisa.SISAClassifier(directory, seed=seed, threads=threads)
     started = time.perf_counter()
     sisa.prepare(dataset.x_train, dataset.y_train, dataset.class_names, sample_ids=dataset.ids)
     prepared = time.perf_counter()
@@ -47,7 +46,6 @@ def projected_seconds(prepare: float, component_seconds: list[float], machines: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="examples/benchmark_scale.json")
-    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -57,7 +55,7 @@ def main() -> None:
             "2 workers, --threads 1": {"workers": 2, "threads": 1}}
     scratch = tempfile.mkdtemp(prefix="sisa-scale-bench-")
     try:
-        fits = {name: timed_fit(dataset, os.path.join(scratch, str(k)), args.epochs, args.seed, **execution)
+        fits = {name: timed_fit(dataset, os.path.join(scratch, str(k)), args.seed, **execution)
                 for k, (name, execution) in enumerate(ways.items())}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -18,7 +18,7 @@ CLASSES = [0, 1, 5, 7]  # T-shirt/top, Trouser, Sandal, Sneaker
 TESTS = os.path.dirname(__file__)
 # CLI options for a fast fit with the tiny models.
 TINY = ["--shards", "2", "--model", "tiny_models:tiny_cnn", "--gate-model", "tiny_models:tiny_cnn", "--epochs", "1",
-        "--gate-epochs", "1", "--batch-size", "32"]
+        "--gate-epochs", "1", "--batch-size", "32", "--gate-batch-size", "32"]
 # The first class in the gate's order: forgetting it retrains the most.
 FORGET = "T-shirt/top"
 
@@ -48,7 +48,7 @@ def subset(dataset, classes, train, test):
 def fit_small(directory, dataset, plan=None, **options):
     """A SISA fit with tiny models: 2 shards, one class per slice, two epochs."""
     settings = dict(model_fn=tiny_cnn, gate_fn=tiny_cnn, shards=2, epochs=2, gate_epochs=2,
-                    batch_size=32)
+                    batch_size=32, gate_batch_size=32)
     settings.update(options)
     sisa = SISAClassifier(str(directory), **settings)
     return sisa.fit(dataset.x_train, dataset.y_train, dataset.class_names,

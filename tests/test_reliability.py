@@ -157,8 +157,8 @@ def test_bad_epoch_schedules_are_refused(small, tmp_path, option, value):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("option", ["--epochs", "--gate-epochs", "--batch-size", "--limit-per-class",
-                                    "--classes-per-slice", "--slices", "--shards"])
+@pytest.mark.parametrize("option", ["--epochs", "--gate-epochs", "--batch-size", "--gate-batch-size",
+                                    "--limit-per-class", "--classes-per-slice", "--slices", "--shards"])
 @pytest.mark.parametrize("value", ["0", "-3"])
 def test_zero_or_negative_counts_are_refused(small, tmp_path, option, value):
     from click.testing import CliRunner

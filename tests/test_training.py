@@ -7,6 +7,7 @@ import pytest
 from keras_sisa.errors import InputError
 from keras_sisa.models import PADDING_BIAS, ComponentState, strided_gate
 from keras_sisa.training import CompiledModels, TrainingConfig, enable_determinism
+from conftest import fit_small, run_digests
 from tiny_models import softmax_mlp, tiny_cnn
 
 
@@ -15,7 +16,8 @@ def test_padding_outputs_never_change_and_never_win(builder, small):
     enable_determinism(0)
     state = ComponentState.initial(builder, small.input_shape).grow([0, 1, 2], seed=0)
     config = TrainingConfig(learning_rate=1e-2)
-    model = CompiledModels().prepared(builder, small.input_shape, config, state, seed=0)
+    model = CompiledModels().prepared(builder, small.input_shape, config.learning_rate, config.head_width,
+                                      state, seed=0)
     assert model.layers[-1].units == config.head_width == 8
     kept = small.y_train < 3
     model.fit(small.x_train[kept], small.y_train[kept], batch_size=32, epochs=2, verbose=0)
@@ -32,3 +34,14 @@ def test_a_state_refuses_a_model_it_does_not_fit(other, width, small):
     state = ComponentState.initial(tiny_cnn, small.input_shape).grow([0, 1, 2], seed=0)
     with pytest.raises(InputError, match="does not fit the checkpoint.*use the builder the run was fitted with"):
         state.load_into(other(small.input_shape, width))
+
+
+def test_the_gate_trains_with_its_own_batch_size_and_learning_rate(small, tmp_path):
+    base = run_digests(fit_small(tmp_path / "base", small).directory)
+    experts_changed = run_digests(fit_small(tmp_path / "experts", small, batch_size=16,
+                                            learning_rate=2e-3).directory)
+    gate_changed = run_digests(fit_small(tmp_path / "gate", small, gate_batch_size=16,
+                                         gate_learning_rate=2e-3).directory)
+    experts = [name for name in base if name != "gate"]
+    assert experts_changed["gate"] == base["gate"] and gate_changed["gate"] != base["gate"]
+    assert all(experts_changed[e] != base[e] and gate_changed[e] == base[e] for e in experts)
