@@ -7,7 +7,7 @@ run it retrains the monolithic model without each class, refits the whole SISA
 ensemble without one class, and forgets 100 random samples.
 
     python examples/benchmark_forget.py --out examples/benchmark_forget.json
-    python examples/benchmark_forget.py --gate-epochs 2,2,2,2,2,1 --out examples/benchmark_forget_fast.json
+    python examples/benchmark_forget.py --gate-replay-ratio 1.5 --repeats 1 --out examples/benchmark_forget_fast.json
 
 Wall times on a shared machine are noisy (one monolithic retrain varied from 38 s to
 63 s within a run), so each class is forgotten `--repeats` times and the median kept,
@@ -99,15 +99,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="Forgets of each class; the median is kept.")
     parser.add_argument("--gate-epochs", default=None,
                         help="Gate epochs, or a schedule by slice position such as 2,2,2,2,2,1.")
+    parser.add_argument("--gate-replay-ratio", type=float, default=None)
     args = parser.parse_args()
-    schedule = {} if args.gate_epochs is None else {"gate_epochs": parse_epochs(args.gate_epochs, "--gate-epochs")}
+    gate_settings = {} if args.gate_replay_ratio is None else {"gate_replay_ratio": args.gate_replay_ratio}
+    if args.gate_epochs is not None:
+        gate_settings["gate_epochs"] = parse_epochs(args.gate_epochs, "--gate-epochs")
 
     dataset = sources.load()
     classes = [int(c) for c in args.classes.split(",")] if args.classes else range(len(dataset.class_names))
     scratch = tempfile.mkdtemp(prefix="sisa-forget-bench-")
     try:
         fitted_dir = os.path.join(scratch, "fitted")
-        sisa = keras_sisa.SISAClassifier(fitted_dir, seed=args.seed, **schedule)
+        sisa = keras_sisa.SISAClassifier(fitted_dir, seed=args.seed, **gate_settings)
         sisa.fit(dataset.x_train, dataset.y_train, dataset.class_names,
                  test_data=(dataset.x_test, dataset.y_test), sample_ids=dataset.ids, verbose=0)
         fit = {"seconds": sisa.manifest["fit_seconds"], "accuracy": sisa.evaluate()["accuracy"]}
@@ -120,7 +123,7 @@ def main() -> None:
 
         first = classes[0]
         refit_dir = os.path.join(scratch, "refit")
-        refit = keras_sisa.SISAClassifier(refit_dir, seed=args.seed, **schedule)
+        refit = keras_sisa.SISAClassifier(refit_dir, seed=args.seed, **gate_settings)
         rest = without(dataset, [first])
         started = time.perf_counter()
         deleted = dataset.ids[dataset.y_train == first]
