@@ -23,15 +23,14 @@ BATCH_SIZE = 128
 LEARNING_RATE = 1e-3
 
 
-def train(x: np.ndarray, labels: np.ndarray, num_classes: int, seed: int, epochs: int = EPOCHS,
-          batch_size: int = BATCH_SIZE) -> tuple[keras.Model, float]:
+def train(x: np.ndarray, labels: np.ndarray, num_classes: int, seed: int) -> tuple[keras.Model, float]:
     """The trained model and its fit wall time in seconds; `labels` run from 0 to num_classes - 1."""
     enable_determinism(seed)
     model = keras_sisa.default_cnn(x.shape[1:], num_classes)
     model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     started = time.perf_counter()
-    model.fit(shuffled_batches(x, labels, batch_size=batch_size), shuffle=False, epochs=epochs, verbose=0)
+    model.fit(shuffled_batches(x, labels, batch_size=BATCH_SIZE), shuffle=False, epochs=EPOCHS, verbose=0)
     return model, time.perf_counter() - started
 
 
