@@ -37,6 +37,12 @@ class Recipe(NamedTuple):
     batch_size: int
     learning_rate: float
 
+    def slice_epochs(self, position: int) -> int:
+        """Epochs of the slice at `position`: the number, or the schedule's entry (the last repeats)."""
+        if isinstance(self.epochs, list):
+            return self.epochs[min(position, len(self.epochs) - 1)]
+        return self.epochs
+
 
 @dataclasses.dataclass
 class TrainingConfig:
@@ -136,13 +142,6 @@ class TrainingConfig:
             return Recipe(self.gate_epochs, self.gate_replay_ratio, self.gate_batch_size,
                           self.gate_learning_rate)
         return Recipe(self.epochs, self.replay_ratio, self.batch_size, self.learning_rate)
-
-    def slice_epochs(self, is_gate: bool, position: int) -> int:
-        """Epochs of the slice at `position` of the gate or of an expert."""
-        schedule = self.recipe(is_gate).epochs
-        if isinstance(schedule, list):
-            return schedule[min(position, len(schedule) - 1)]
-        return schedule
 
 
 def _positive_whole(value) -> bool:
@@ -292,7 +291,7 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
         weights = _balanced_weights(samples.y[all_rows]) if config.balance else None
         checkpoint = SliceCheckpoint(store, name, current.id, outputs, replay_ids.tolist())
         model.fit(shuffled_batches(x, targets, weights, recipe.batch_size), shuffle=False,
-                  epochs=config.slice_epochs(component.is_gate, k), callbacks=[checkpoint], verbose=verbose)
+                  epochs=recipe.slice_epochs(k), callbacks=[checkpoint], verbose=verbose)
         state = ComponentState.from_model(model, outputs, replay_ids.tolist())
     return state
 

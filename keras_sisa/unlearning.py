@@ -69,12 +69,13 @@ def expected_forget_seconds(sisa) -> dict[str, float]:
 def _training_epochs(config: TrainingConfig, plan: Plan, name: str, since: int = 0) -> int:
     """Epochs of a component's slices from position `since` on, leaving out those that train nothing."""
     component = plan.component(name)
+    recipe = config.recipe(component.is_gate)
     shard = {c: e.shard for e in plan.experts for s in e.slices for c in s.classes}
     outputs, total = set(), 0
     for k, s in enumerate(component.slices):
         outputs |= {shard[c] if component.is_gate else c for c in s.classes}
         if k >= since and trains(len(outputs)):
-            total += config.slice_epochs(component.is_gate, k)
+            total += recipe.slice_epochs(k)
     return total
 
 

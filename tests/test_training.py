@@ -39,7 +39,7 @@ def test_a_state_refuses_a_model_it_does_not_fit(other, width, small):
 def test_the_gate_trains_with_its_own_batch_size_and_learning_rate(small, tmp_path):
     base = run_digests(fit_small(tmp_path / "base", small).directory)
     experts_changed = run_digests(fit_small(tmp_path / "experts", small, batch_size=16,
-                                            learning_rate=2e-3).directory)
+                                            learning_rate=5e-3).directory)
     gate_changed = run_digests(fit_small(tmp_path / "gate", small, gate_batch_size=16,
                                          gate_learning_rate=2e-3).directory)
     experts = [name for name in base if name != "gate"]
