@@ -101,7 +101,9 @@ def main() -> None:
                         help="Gate epochs, or a schedule by slice position such as 2,2,2,2,2,1.")
     parser.add_argument("--gate-replay-ratio", type=float, default=None)
     args = parser.parse_args()
-    gate_settings = {} if args.gate_replay_ratio is None else {"gate_replay_ratio": args.gate_replay_ratio}
+    gate_settings = {}
+    if args.gate_replay_ratio is not None:
+        gate_settings["gate_replay_ratio"] = args.gate_replay_ratio
     if args.gate_epochs is not None:
         gate_settings["gate_epochs"] = parse_epochs(args.gate_epochs, "--gate-epochs")
 
