@@ -1,6 +1,6 @@
 """Retained-accuracy gaps of several `benchmark_forget.py` runs, one per seed, class by class.
 
-A class's gap to the monolithic retrain moves by about a point with the seed (both
+A class's gap to the monolithic retrain moves by up to two points with the seed (both
 models' initial weights and batch order change), so one run gives one draw per class.
 This reads runs at different seeds and reports each class's gap per seed and the gap
 between the mean accuracies.
