@@ -124,6 +124,8 @@ def parse_only(text: str | None) -> str | None:
 @click.option("--learning-rate", default=TrainingConfig.learning_rate, show_default=True, type=float,
               help="Adam learning rate of the experts.")
 @click.option("--gate-learning-rate", default=TrainingConfig.gate_learning_rate, show_default=True, type=float)
+@click.option("--gate-ema", default=TrainingConfig.gate_ema, show_default=True, type=float,
+              help="Momentum of the moving average of the gate's weights, sampled every 4 batches; 0: off.")
 @click.option("--seed", default=TrainingConfig.seed, show_default=True, type=int)
 @click.option("--threads", default=None, type=int, callback=positive,
               help="TensorFlow threads of every training process (default: this machine's cores); "
@@ -136,8 +138,8 @@ def parse_only(text: str | None) -> str | None:
                    "(one job per component); then run fit once more to finish.")
 def fit(out, dataset, data_dir, test_dir, test_split, image_size, npz, limit_per_class, shards,
         classes_per_slice, class_order, strategy, grouping, slices, epochs, gate_epochs, replay_ratio,
-        gate_replay_ratio, replay, batch_size, gate_batch_size, learning_rate, gate_learning_rate, seed,
-        model_fn, gate_fn, threads, workers, backend, ray_address, only) -> None:
+        gate_replay_ratio, replay, batch_size, gate_batch_size, learning_rate, gate_learning_rate, gate_ema,
+        seed, model_fn, gate_fn, threads, workers, backend, ray_address, only) -> None:
     """Train a SISA ensemble and write the run to --out; run it again to finish an interrupted fit."""
     verbose = 1 if sys.stdout.isatty() else 2
     only = parse_only(only)
@@ -164,7 +166,8 @@ def fit(out, dataset, data_dir, test_dir, test_split, image_size, npz, limit_per
                           gate_epochs=gate_epochs, replay_ratio=replay_ratio,
                           gate_replay_ratio=gate_replay_ratio, replay=replay, batch_size=batch_size,
                           gate_batch_size=gate_batch_size, learning_rate=learning_rate,
-                          gate_learning_rate=gate_learning_rate, seed=seed, threads=threads)
+                          gate_learning_rate=gate_learning_rate, gate_ema=gate_ema, seed=seed,
+                          threads=threads)
     sisa.prepare(data.x_train, data.y_train, data.class_names, test_data=(data.x_test, data.y_test),
                  sample_ids=data.ids)
     if only == "plan":

@@ -100,10 +100,13 @@ def main() -> None:
     parser.add_argument("--gate-epochs", default=None,
                         help="Gate epochs, or a schedule by slice position such as 2,2,2,2,2,1.")
     parser.add_argument("--gate-replay-ratio", type=float, default=None)
+    parser.add_argument("--gate-ema", type=float, default=None, help="0 trains the gate without averaging.")
     args = parser.parse_args()
     gate_settings = {}
     if args.gate_replay_ratio is not None:
         gate_settings["gate_replay_ratio"] = args.gate_replay_ratio
+    if args.gate_ema is not None:
+        gate_settings["gate_ema"] = args.gate_ema
     if args.gate_epochs is not None:
         gate_settings["gate_epochs"] = parse_epochs(args.gate_epochs, "--gate-epochs")
 

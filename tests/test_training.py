@@ -1,9 +1,11 @@
 """Training one slice in a compiled model whose head is wider than the slice's outputs, and loading
 states only into models they fit."""
 
+import keras
 import numpy as np
 import pytest
 
+from keras_sisa.callbacks import MovingAverage
 from keras_sisa.errors import InputError
 from keras_sisa.models import PADDING_BIAS, ComponentState, strided_gate
 from keras_sisa.training import CompiledModels, TrainingConfig, enable_determinism
@@ -36,12 +38,41 @@ def test_a_state_refuses_a_model_it_does_not_fit(other, width, small):
         state.load_into(other(small.input_shape, width))
 
 
-def test_the_gate_trains_with_its_own_batch_size_and_learning_rate(small, tmp_path):
+@pytest.mark.parametrize("gate_options", [dict(gate_batch_size=16, gate_learning_rate=2e-3),
+                                          dict(gate_ema=0.0)])
+def test_the_gate_trains_with_its_own_recipe(small, tmp_path, gate_options):
     base = run_digests(fit_small(tmp_path / "base", small).directory)
     experts_changed = run_digests(fit_small(tmp_path / "experts", small, batch_size=16,
                                             learning_rate=5e-3).directory)
-    gate_changed = run_digests(fit_small(tmp_path / "gate", small, gate_batch_size=16,
-                                         gate_learning_rate=2e-3).directory)
+    gate_changed = run_digests(fit_small(tmp_path / "gate", small, **gate_options).directory)
     experts = [name for name in base if name != "gate"]
     assert experts_changed["gate"] == base["gate"] and gate_changed["gate"] != base["gate"]
     assert all(experts_changed[e] != base[e] and gate_changed[e] == base[e] for e in experts)
+
+
+class WeightLog(keras.callbacks.Callback):
+    """Records the trainable weights after every batch."""
+
+    def on_train_begin(self, logs=None):
+        self.weights = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.weights.append([np.asarray(v) for v in self.model.trainable_variables])
+
+
+@pytest.mark.parametrize("every", [1, 3])
+def test_moving_average_ends_training_on_the_average_of_every_nth_batch(small, every):
+    enable_determinism(0)
+    model = tiny_cnn(small.input_shape, 4)
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    log = WeightLog()
+    model.fit(small.x_train, small.y_train, batch_size=32, epochs=2, verbose=0,
+              callbacks=[log, MovingAverage(0.8, every)])
+    samples = log.weights[every - 1::every]
+    assert len(samples) >= 5
+    expected = samples[0]
+    for weights in samples[1:]:
+        expected = [0.8 * a + (1 - 0.8) * w for a, w in zip(expected, weights)]
+    final = [np.asarray(v) for v in model.trainable_variables]
+    assert all(np.array_equal(f, e) for f, e in zip(final, expected))
+    assert not all(np.allclose(f, w) for f, w in zip(final, log.weights[-1]))

@@ -155,16 +155,18 @@ def test_cli_forget_and_verify(fitted, small, tmp_path):
 
 
 def test_a_run_fitted_before_head_width_and_gate_recipes_keeps_them(small, tmp_path):
-    """Runs from before `head_width` and the gate's own batch size and learning rate have
-    none in their manifest: forgets and verify on them must train unpadded, and the gate as
-    the experts, as their fit did, or their bits would no longer match a refit."""
+    """Runs from before `head_width`, the gate's own batch size and learning rate, and its
+    weight averaging have none in their manifest: forgets and verify on them must train
+    unpadded, and the gate as the experts without averaging, as their fit did, or their
+    bits would no longer match a refit."""
     sisa = fit_small(tmp_path / "old", small, head_width=1, batch_size=16, gate_batch_size=16,
-                     learning_rate=2e-3, gate_learning_rate=2e-3)
+                     learning_rate=2e-3, gate_learning_rate=2e-3, gate_ema=0.0)
     manifest = sisa.store.read_json(MANIFEST)
-    for field in ("head_width", "gate_batch_size", "gate_learning_rate"):
+    for field in ("head_width", "gate_batch_size", "gate_learning_rate", "gate_ema"):
         del manifest["config"][field]
     sisa.store.write_json(MANIFEST, manifest)
     old = load(sisa.directory, model_fn="tiny_models:tiny_cnn", gate_fn="tiny_models:tiny_cnn")
-    assert (old.config.head_width, old.config.gate_batch_size, old.config.gate_learning_rate) == (1, 16, 2e-3)
+    config = old.config
+    assert (config.head_width, config.gate_batch_size, config.gate_learning_rate, config.gate_ema) == (1, 16, 2e-3, 0)
     old.forget(classes=["Sneaker"], verbose=0)
     assert all(row["identical"] for row in old.verify())
