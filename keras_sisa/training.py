@@ -81,7 +81,7 @@ class TrainingConfig:
     batches with this momentum (`callbacks.MovingAverage`; 0 turns it off). At 4e-3 and
     one epoch per slice the gate's last weights are noisy: averaged, the ensemble after
     forgetting each class came closer to the monolithic retrain and varied less between
-    seeds (README, Benchmarks), at no measurable cost.
+    seeds (README, Benchmarks), for at most about 13% of the gate's time.
 
     `epochs` and `gate_epochs` are a number, or a schedule by slice position whose last
     entry repeats. A forget of a class redoes every slice after it, so later slices are
