@@ -91,7 +91,8 @@ class MovingAverage(keras.callbacks.Callback):
         if self.average is None:
             self.average = weights
         else:
-            self.average = [self.momentum * a + (1 - self.momentum) * w for a, w in zip(self.average, weights)]
+            self.average = [self.momentum * a + (1 - self.momentum) * w
+                            for a, w in zip(self.average, weights)]
 
     def on_train_end(self, logs=None):
         if self.average is not None:
