@@ -74,8 +74,9 @@ class TrainingConfig:
     It trains at batch 128 and learning rate 4e-3: one epoch per slice leaves it short
     of training, and against 1e-3 the ensemble after forgetting each class came 0.40
     points closer to the monolithic retrain on average (mean gap 0.78 to 0.38 points over
-    two seeds; 2e-3 and 3e-3 fell between), at the same cost. Averaging its weights (EMA
-    0.99) or decaying the rate within a slice did worse (README, Benchmarks).
+    two seeds; 2e-3 and 3e-3 fell between), at the same cost. At 1e-3, averaging its
+    weights (EMA 0.99) or decaying the rate within a slice did worse: the gate was short of
+    training, not noisy (README, Benchmarks).
 
     `gate_ema` ends each gate slice on a moving average of its weights, sampled every 4
     batches with this momentum (`callbacks.MovingAverage`; 0 turns it off). At 4e-3 and
