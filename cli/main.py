@@ -57,11 +57,14 @@ def positive(ctx, param, value):
     return value
 
 
-def parse_epochs(text: str, option: str = "--epochs") -> int | list[int]:
-    """"3", or a schedule by slice position whose last entry repeats: "2,2,2,1"."""
+def parse_epochs(text: str, option: str = "--epochs") -> int | list[int] | None:
+    """"auto" (until held-out data stops improving), "3", or a schedule by slice position
+    whose last entry repeats: "2,2,2,1"."""
+    if str(text).strip() == "auto":
+        return None
     entries = [e.strip() for e in str(text).split(",")]
     if not all(e.isdigit() and int(e) >= 1 for e in entries):
-        raise InputError(f"Expected {option} to be 1 or more, or a comma-separated list of such "
+        raise InputError(f"Expected {option} to be auto, 1 or more, or a comma-separated list of such "
                          f"numbers (one per slice, the last repeats), got {text}.")
     return int(entries[0]) if len(entries) == 1 else [int(e) for e in entries]
 
@@ -100,7 +103,8 @@ def parse_only(text: str | None) -> str | None:
 @click.option("--npz", default=None, help="npz with x_train, y_train, x_test, y_test[, class_names].")
 @click.option("--limit-per-class", type=int, default=None, callback=positive,
               help="Keep the first N training images of each class.")
-@click.option("--shards", default=5, show_default=True, type=int, callback=positive)
+@click.option("--shards", default=None, type=int, callback=positive,
+              help="Shard experts (default: one per two classes).")
 @click.option("--classes-per-slice", default=1, show_default=True, type=int, callback=positive)
 @click.option("--class-order", default=None, help="Comma-separated classes to train last (cheapest to forget).")
 @click.option("--strategy", type=click.Choice(["class", "random"]), default="class", show_default=True)
@@ -108,11 +112,12 @@ def parse_only(text: str | None) -> str | None:
               help="Put look-alike classes in one shard, or deal classes to the lightest shard.")
 @click.option("--slices", default=4, show_default=True, type=int, callback=positive,
               help="Slices per shard with --strategy random.")
-@click.option("--epochs", default=str(TrainingConfig.epochs), show_default=True, callback=epoch_schedule,
-              help="Epochs per expert slice, or one number per slice position (2,2,1: the last repeats).")
-@click.option("--gate-epochs", default=str(TrainingConfig.gate_epochs), show_default=True,
-              callback=epoch_schedule, help="Epochs per gate slice, or a schedule like --epochs; fewer "
-                                            "epochs on late slices make forgets cheaper.")
+@click.option("--epochs", default="auto", show_default=True, callback=epoch_schedule,
+              help="Epochs per expert slice: auto (until its held-out share stops improving), a number, "
+                   "or one number per slice position (2,2,1: the last repeats).")
+@click.option("--gate-epochs", default="auto", show_default=True,
+              callback=epoch_schedule, help="Epochs per gate slice, like --epochs; fewer epochs on late "
+                                            "slices make forgets cheaper.")
 @click.option("--replay-ratio", default=TrainingConfig.replay_ratio, show_default=True, type=float,
               help="Replayed samples per new sample in an expert's slice.")
 @click.option("--gate-replay-ratio", default=TrainingConfig.gate_replay_ratio, show_default=True, type=float)
@@ -237,6 +242,9 @@ def info_text(details: dict) -> None:
         click.echo(f"  {c['name']:<10} {c['samples']:>7} samples, {c['checkpoints']} checkpoints "
                    f"({c['checkpoint_bytes'] / 1e6:.1f} MB), slices {' '.join(c['slices'])}; "
                    f"classes {', '.join(c['classes'])}")
+    click.echo("training: " + recipe_text(details["recipe"]["config"]))
+    for name, slices in details["recipe"]["slices"].items():
+        click.echo(f"  {name:<10} " + ", ".join(slice_text(s) for s in slices))
     costs = sorted(details["expected_forget_seconds"].items(), key=lambda item: item[1])
     click.echo("expected forget training time: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in costs))
     pending = details["pending_forget"]
@@ -250,6 +258,21 @@ def info_text(details: dict) -> None:
         click.echo(f"  receipt {r['id']} ({r['time']}): forgot {r['deleted_count']} images"
                    f"{' of ' + ', '.join(r['classes']) if r['classes'] else ''} in {r['seconds']:.1f} s; "
                    f"rewound {rewound}")
+
+
+def recipe_text(config: dict) -> str:
+    epochs = lambda value: "auto" if value is None else value
+    return (f"experts {epochs(config['epochs'])} epochs per slice at batch {config['batch_size']}, "
+            f"gate {epochs(config['gate_epochs'])} at batch {config['gate_batch_size']}; auto: until the "
+            f"held-out {100 * config['validation_share']:g}% has not improved for {config['patience']} epochs")
+
+
+def slice_text(row: dict) -> str:
+    if not row["rounds"]:
+        return f"{row['slice']} (nothing to train)"
+    steps = f" of {row['steps_per_round']} steps" if row.get("steps_per_round") else ""
+    best = f", best {row['best_round']}" if row.get("best_round") else ""
+    return f"{row['slice']} ({row['rounds']} rounds{steps}{best}: {row['epochs']:g} epochs)"
 
 
 @main.command()

@@ -74,6 +74,17 @@ def _accuracy(sisa, probabilities: np.ndarray, y: np.ndarray) -> dict:
     return metrics.accuracy_report(probabilities, y, sisa.classes, sisa.class_names)
 
 
+def with_routing(sisa, report: dict, images: np.ndarray, y: np.ndarray) -> dict:
+    """`report` with the gate's routing accuracy on `images` added (runs with a gate only)."""
+    gate = sisa.plan.gate
+    if gate is None:
+        return report
+    state = sisa.component_state(gate.name)
+    routed = state.build(sisa.gate_fn, sisa.input_shape).predict(images.astype(np.float32), batch_size=256, verbose=0)
+    shard_of_class = {c: e.shard for e in sisa.plan.experts for s in e.slices for c in s.classes}
+    return {**report, "routing_accuracy": metrics.routing_accuracy(routed, y, state.outputs, shard_of_class)}
+
+
 def _predict(sisa, images: np.ndarray) -> np.ndarray:
     """The current ensemble's probabilities, whatever the run's status (the audit runs inside a forget)."""
     return sisa._ensemble().predict(images, batch_size=256, verbose=0)

@@ -19,7 +19,14 @@ def shuffled_batches(x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | N
     """The batches `fit(x, y, sample_weight=..., batch_size=..., shuffle=True)` trains on in
     every epoch, under the global seed set now; pass them to `fit` with `shuffle=False`."""
     order = _keras_order(len(x))
-    arrays = tuple(a[order] for a in (x, y, sample_weight) if a is not None)
+    return ordered_batches(x[order], y[order], None if sample_weight is None else sample_weight[order],
+                           batch_size)
+
+
+def ordered_batches(x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None,
+                    batch_size: int = 32) -> tf.data.Dataset:
+    """The arrays in batches, in the order given (the last batch may be partial), without autotuning."""
+    arrays = tuple(a for a in (x, y, sample_weight) if a is not None)
     full = len(x) - len(x) % batch_size
     dataset = tf.data.Dataset.from_tensor_slices(
         tuple(a[:full].reshape(-1, batch_size, *a.shape[1:]) for a in arrays))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import keras
 import numpy as np
 
@@ -23,9 +25,10 @@ def read_state(store: Store, component: str, slice_id: str) -> ComponentState:
 class SliceCheckpoint(keras.callbacks.Callback):
     """Writes a component's checkpoint when the training of one slice ends.
 
-    Pass one to the `fit` call of each slice; the checkpoint holds everything the
-    next slice (or a rewind to this point) needs: weights, head outputs and the
-    replay buffer that was used.
+    Pass one to the `fit` call of each slice, after any callback that changes the
+    weights training ends on; the checkpoint holds everything the next slice (or a
+    rewind to this point) needs: weights, head outputs, the replay buffer that was
+    used, and the slice's training history (epochs, validation losses, seconds).
 
     Example:
 
@@ -37,31 +40,49 @@ class SliceCheckpoint(keras.callbacks.Callback):
         slice_id: the id of the slice being trained.
         outputs: the head's output keys (classes, or shards for the gate), in order.
         replay_ids: ids of the samples replayed during this slice.
+        history: more facts about the slice to keep with its training history.
     """
 
     def __init__(self, store: Store, component: str, slice_id: str, outputs: list[int],
-                 replay_ids: list[int]):
+                 replay_ids: list[int], history: dict | None = None):
         super().__init__()
         self.store = store
         self.component = component
         self.slice_id = slice_id
         self.outputs = list(outputs)
         self.replay_ids = list(replay_ids)
+        self.history = dict(history or {})
         self.checksum: str | None = None
+        self.state: ComponentState | None = None
+
+    def on_train_begin(self, logs=None):
+        self.started = time.perf_counter()
+        self.losses: list[float] = []
+        self.validation_losses: list[float] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.losses.append(float(logs.get("loss", np.nan)))
+        if "val_loss" in logs:
+            self.validation_losses.append(float(logs["val_loss"]))
 
     def on_train_end(self, logs=None):
-        state = ComponentState.from_model(self.model, self.outputs, self.replay_ids)
-        self.checksum = write_state(self.store, self.component, self.slice_id, state)
+        history = {**self.history, "epochs": len(self.losses), "loss": self.losses,
+                   "seconds": time.perf_counter() - self.started}
+        if self.validation_losses:
+            history.update(val_loss=self.validation_losses,
+                           best_epoch=int(np.argmin(self.validation_losses)) + 1)
+        self.state = ComponentState.from_model(self.model, self.outputs, self.replay_ids, history)
+        self.checksum = write_state(self.store, self.component, self.slice_id, self.state)
 
 
 class MovingAverage(keras.callbacks.Callback):
     """Ends training on an exponential moving average of the model's trainable weights.
 
-    The gate trains one epoch per slice at a high learning rate, so its last weights
-    carry the noise of its last batches; their moving average routes as well and varies
-    less from seed to seed (README, Benchmarks). Keras's optimizer option `use_ema`
-    averages inside every training step and made the gate's fit about 20% slower here;
-    sampling the weights every 4th batch cost at most about 13% (README, Benchmarks).
+    For short fixed-epoch recipes at a high learning rate, whose last weights carry the
+    noise of the last batches (`gate_ema`). Sampling every few batches is cheaper than
+    Keras's optimizer option `use_ema`, which averages inside every step
+    (docs/benchmarks.md, 2026-11-28).
 
     Example:
 

@@ -37,7 +37,7 @@ class SISAClassifier:
 
     Example:
 
-        sisa = keras_sisa.SISAClassifier("runs/fashion", shards=5)
+        sisa = keras_sisa.SISAClassifier("runs/fashion")
         sisa.fit(x_train, y_train, class_names=names, test_data=(x_test, y_test))
         probabilities = sisa.predict(x_test)
         print(sisa.evaluate(x_test, y_test)["accuracy"])
@@ -46,7 +46,8 @@ class SISAClassifier:
         directory: the run directory (created by `fit`; must be new or empty).
         model_fn: expert builder `(input_shape, num_outputs) -> keras.Model` ending in a Dense.
         gate_fn: gate builder, same contract; keep it cheap, it sees every class.
-        shards: number of shard experts.
+        shards: number of shard experts; None: one per two classes, so that an expert left
+            with one class by a forget needs no training.
         classes_per_slice: classes a component meets per slice (class strategy).
         class_order: class indices to put last, in this order; they become cheap to forget.
         strategy: "class" (class-isolated shards and a gate) or "random" (original SISA).
@@ -57,7 +58,7 @@ class SISAClassifier:
     """
 
     def __init__(self, directory: str, model_fn: ModelFn | str = models.default_cnn,
-                 gate_fn: ModelFn | str = models.strided_gate, shards: int = 5,
+                 gate_fn: ModelFn | str = models.strided_gate, shards: int | None = None,
                  classes_per_slice: int = 1, class_order: list[int] | None = None,
                  strategy: str = "class", grouping: str = "similar", slices: int = 4,
                  config: TrainingConfig | None = None,
@@ -246,22 +247,31 @@ class SISAClassifier:
 
     def predict(self, x, batch_size: int = 256) -> np.ndarray:
         """Probabilities over the label space (`self.classes`), from raw 0..255 images."""
+        return self.to_keras().predict(self._images(x), batch_size=batch_size, verbose=0)
+
+    def _images(self, x) -> np.ndarray:
+        """`x` as a float32 batch of the run's input shape, or an `InputError` saying why not."""
         images = np.asarray(x, np.float32)
         if images.ndim == 3 and len(self.input_shape) == 3 and self.input_shape[-1] == 1:
             images = images[..., None]
         if images.shape[1:] != self.input_shape:
             raise InputError(f"Expected images of shape (N, {', '.join(map(str, self.input_shape))}), "
                              f"got {images.shape}.")
-        return self.to_keras().predict(images, batch_size=batch_size, verbose=0)
+        return images
 
     def evaluate(self, x=None, y=None) -> dict:
-        """Accuracy, overall and per class, on retained classes; default: the run's test set."""
+        """Accuracy, overall and per class, on retained classes; default: the run's test set.
+
+        With a gate, `routing_accuracy` is the share of those images it sends to the shard
+        that holds their class, which bounds the ensemble's accuracy.
+        """
         if x is None:
             test = audits.test_data(self)
             if test is None:
                 raise InputError(f"The run {self.directory} holds no test data; pass x and y.")
             x, y = test["x"], test["y"]
-        return accuracy_report(self.predict(x), y, self.classes, self.class_names)
+        return audits.with_routing(self, accuracy_report(self.predict(x), y, self.classes, self.class_names),
+                                   self._images(x), y)
 
     def to_keras(self) -> keras.Model:
         """The ensemble as one Keras model: raw images in, probabilities over `classes` out."""
@@ -301,6 +311,23 @@ class SISAClassifier:
         """The current (last-slice) state of one component."""
         return read_state(self.store, name, self.plan.component(name).slices[-1].id)
 
+    def histories(self) -> dict[str, dict[str, dict]]:
+        """Per component and slice, how its last training went (epochs, best epoch, samples,
+        seconds), from the checkpoints on disk."""
+        return {c.name: {s.id: read_state(self.store, c.name, s.id).history for s in c.slices
+                         if self.store.exists(checkpoint_path(c.name, s.id))}
+                for c in self.plan.components}
+
+    def recipe(self) -> dict:
+        """The recipe the run actually trained with: the config's settings, and per component
+        and slice the rounds of training (epochs, or `check_steps` steps of a long epoch),
+        the best round, their steps, the epochs they make, samples and seconds."""
+        config = dataclasses.asdict(self.config)
+        histories, slices = self.histories(), {}
+        for component in self.plan.components:
+            slices[component.name] = [_slice_recipe(slice_id, h) for slice_id, h in histories[component.name].items()]
+        return {"config": config, "slices": slices}
+
     def info(self) -> dict:
         """What the run holds: classes, shards, slices per component, checkpoints and sizes."""
         names = self.class_names
@@ -315,6 +342,7 @@ class SISAClassifier:
             "total_bytes": sum(self.store.size(f) for f in self.store.files()),
             "fit_seconds": self.manifest.get("fit_seconds"),
             "expected_forget_seconds": unlearning.expected_forget_seconds(self),
+            "recipe": self.recipe(),
             "receipts": [{k: r[k] for k in ("id", "time", "classes", "deleted_count", "rewound")}
                          | {"seconds": r["seconds"]["total"]} for r in self.receipts()],
             "pending_forget": {k: v for k, v in self.manifest["pending_forget"].items() if k != "deleted"}
@@ -341,9 +369,11 @@ class SISAClassifier:
     def _plan(self, data: Dataset) -> plans.Plan:
         o = self.options
         if o["strategy"] == "random":
-            return plans.random_plan(data.y_train, data.ids, o["shards"], o["slices"], self.config.seed)
+            return plans.random_plan(data.y_train, data.ids, o["shards"] or plans.RANDOM_SHARDS, o["slices"],
+                                     self.config.seed)
         x = data.x_train if o["grouping"] == "similar" else None
-        return plans.class_plan(data.y_train, data.ids, o["shards"], o["classes_per_slice"],
+        shards = o["shards"] or plans.pair_shards(len(np.unique(data.y_train)))
+        return plans.class_plan(data.y_train, data.ids, shards, o["classes_per_slice"],
                                 o["class_order"], x)
 
     def _check_builders(self, input_shape: tuple) -> None:
@@ -421,6 +451,16 @@ class SISAClassifier:
         """Records the checksum of every file and writes the manifest last."""
         self.manifest["files"] = {f: self.store.checksum(f) for f in self.store.files() if f != MANIFEST}
         self.store.write_json(MANIFEST, self.manifest)
+
+
+def _slice_recipe(slice_id: str, history: dict) -> dict:
+    """How one slice trained, from its checkpoint's history."""
+    rounds = history.get("epochs", 0)
+    per_round, per_epoch = history.get("steps_per_round"), history.get("steps_per_epoch")
+    epochs = rounds * per_round / per_epoch if per_round and per_epoch else rounds
+    return {"slice": slice_id, "rounds": rounds, "best_round": history.get("best_epoch"),
+            "steps_per_round": per_round, "epochs": round(epochs, 2), "samples": history.get("samples"),
+            "validation_samples": history.get("validation_samples"), "seconds": history.get("seconds")}
 
 
 def _rows(ids: np.ndarray, wanted) -> np.ndarray:

@@ -25,6 +25,18 @@ def accuracy_report(probabilities: np.ndarray, y: np.ndarray, label_space: list[
     }
 
 
+def routing_accuracy(gate_probabilities: np.ndarray, y: np.ndarray, gate_outputs: list[int],
+                     shard_of_class: dict[int, int]) -> float:
+    """Share of the test images of retained classes that the gate sends to the shard holding
+    their class: the bound on the ensemble's accuracy that the gate sets."""
+    y = np.asarray(y, np.int64)
+    retained = np.isin(y, list(shard_of_class))
+    if not retained.any():
+        return float("nan")
+    routed = np.asarray(gate_outputs)[np.argmax(gate_probabilities[retained], axis=1)]
+    return float(np.mean(routed == np.asarray([shard_of_class[int(c)] for c in y[retained]])))
+
+
 def confusion_matrix(probabilities: np.ndarray, y: np.ndarray, label_space: list[int]) -> list[list[int]]:
     """Counts of (true class, predicted class) over the test images of retained classes,
     rows and columns in `label_space` order."""

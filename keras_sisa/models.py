@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 from typing import Callable
 
 import keras
@@ -112,13 +113,16 @@ def outputs_probabilities(model: keras.Model) -> bool:
 @dataclasses.dataclass
 class ComponentState:
     """What a checkpoint holds: weights split into body and per-output head columns,
-    the output keys in head order, and the replay buffer the slice trained with."""
+    the output keys in head order, the replay buffer the slice trained with, and how
+    its training went (`history`: epochs, best epoch, samples, seconds; not part of the
+    weights' digest)."""
 
     body: list[np.ndarray]
     kernel: np.ndarray
     bias: np.ndarray
     outputs: list[int]
     replay_ids: list[int]
+    history: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def initial(cls, builder: ModelFn, input_shape: tuple) -> ComponentState:
@@ -128,13 +132,15 @@ class ComponentState:
         return dataclasses.replace(state, kernel=state.kernel[:, :0], bias=state.bias[:0])
 
     @classmethod
-    def from_model(cls, model: keras.Model, outputs: list[int], replay_ids: list[int]) -> ComponentState:
+    def from_model(cls, model: keras.Model, outputs: list[int], replay_ids: list[int],
+                   history: dict | None = None) -> ComponentState:
         """The state of `model`, whose first head columns are `outputs` and any more padding."""
         head = head_of(model)
         head_variables = {id(v) for v in head.weights}
         body = [np.asarray(v) for v in model.weights if id(v) not in head_variables]
         kernel, bias = (np.asarray(w) for w in head.get_weights())
-        return cls(body, kernel[:, :len(outputs)], bias[:len(outputs)], list(outputs), list(replay_ids))
+        return cls(body, kernel[:, :len(outputs)], bias[:len(outputs)], list(outputs), list(replay_ids),
+                   dict(history or {}))
 
     def grow(self, outputs: list[int], seed: int) -> ComponentState:
         """The state with a head over `outputs`; known columns are kept, new ones seeded by key."""
@@ -180,13 +186,16 @@ class ComponentState:
         arrays = {f"body_{k:03d}": w for k, w in enumerate(self.body)}
         arrays.update(kernel=self.kernel, bias=self.bias, outputs=np.asarray(self.outputs, np.int64),
                       replay_ids=np.asarray(self.replay_ids, np.int64))
+        if self.history:
+            arrays["history"] = np.asarray(json.dumps(self.history))
         return arrays
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> ComponentState:
         body = [arrays[k] for k in sorted(k for k in arrays if k.startswith("body_"))]
+        history = json.loads(str(arrays["history"])) if "history" in arrays else {}
         return cls(body, arrays["kernel"], arrays["bias"], arrays["outputs"].tolist(),
-                   arrays["replay_ids"].tolist())
+                   arrays["replay_ids"].tolist(), history)
 
     def digest(self) -> str:
         """SHA-256 over every weight, in order: equal digests mean bit-identical models."""

@@ -14,6 +14,13 @@ from keras_sisa.errors import InputError
 from keras_sisa.seeds import seed_for
 
 GATE = "gate"
+# Shards of the random strategy when none are given, as in the original SISA paper's experiments.
+RANDOM_SHARDS = 5
+
+
+def pair_shards(num_classes: int) -> int:
+    """The default shard count: one shard per two classes (an odd class out has its own)."""
+    return -(-num_classes // 2)
 
 
 @dataclasses.dataclass
@@ -100,14 +107,16 @@ class Plan:
 
 def class_plan(y: np.ndarray, ids: np.ndarray, shards: int, classes_per_slice: int = 1,
                class_order: list[int] | None = None, x: np.ndarray | None = None) -> Plan:
-    """Class-isolated shards balanced by sample count, with class-sequential slices.
+    """Class-isolated shards balanced by sample count; experts meet their classes one slice at a time.
 
     Every class lives in exactly one shard. With images `x`, classes that look alike
     (close mean images) share a shard, so the expert makes the fine distinction and
     the gate only the coarse one; without them, classes are dealt largest first to
-    the lightest shard. Every component sees its classes `classes_per_slice` at a time
-    in `class_order` (by default label order; a class late in the order is cheap to
-    forget); the gate sees all classes, labelled by their shard.
+    the lightest shard. Experts see their classes `classes_per_slice` at a time, the
+    classes named in `class_order` last. The gate, labelled by shard, learns every
+    unnamed class in one first slice, then the named ones `classes_per_slice` at a
+    time in the order given: forgetting a named class redoes only the gate's slices
+    from its own on, forgetting another one redoes the whole gate.
     """
     present = [int(c) for c in np.unique(y)]
     order = _order(present, class_order)
@@ -121,7 +130,10 @@ def class_plan(y: np.ndarray, ids: np.ndarray, shards: int, classes_per_slice: i
     members.sort(key=lambda m: min(rank[c] for c in m))
     experts = [Component(expert_name(k), _class_slices(sorted(m, key=rank.get), y, ids, classes_per_slice))
                for k, m in enumerate(members)]
-    gate = Component(GATE, _class_slices(order, y, ids, classes_per_slice))
+    named = list(class_order or [])
+    unnamed = [c for c in order if c not in named]
+    gate = Component(GATE, _class_slices(unnamed, y, ids, len(unnamed) or 1)
+                     + _class_slices(named, y, ids, classes_per_slice))
     return Plan("class", experts + [gate])
 
 

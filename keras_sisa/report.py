@@ -65,7 +65,8 @@ def figure_data(sisa) -> dict:
     evaluation = confusion = None
     if test is not None:  # one prediction serves both, as `evaluate` would make it
         probabilities = sisa.predict(test["x"])
-        evaluation = metrics.accuracy_report(probabilities, test["y"], sisa.classes, names)
+        evaluation = audit.with_routing(sisa, metrics.accuracy_report(probabilities, test["y"], sisa.classes, names),
+                                        test["x"], test["y"])
         confusion = {"classes": [names[c] for c in sisa.classes],
                      "counts": metrics.confusion_matrix(probabilities, test["y"], sisa.classes)}
     return {

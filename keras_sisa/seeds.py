@@ -1,4 +1,4 @@
-"""Seeds derived from identities, not positions (DESIGN invariant 7).
+"""Seeds derived from identities, not positions (docs/design.md, invariant 7).
 
 A slice keeps its seed when a deletion removes the slices before it, so the rest
 of the component retrains exactly as a fit without that data would.

@@ -16,8 +16,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.eager import context as eager_context
 
-from keras_sisa import replay
-from keras_sisa.batches import shuffled_batches
+from keras_sisa import holdout, replay
+from keras_sisa.batches import ordered_batches, shuffled_batches
 from keras_sisa.callbacks import INITIAL, MovingAverage, SliceCheckpoint, read_state, write_state
 from keras_sisa.errors import InputError
 from keras_sisa.models import ComponentState, ModelFn, outputs_probabilities
@@ -27,19 +27,32 @@ from keras_sisa.store import Store
 
 # The variable in which a Keras SeedGenerator (dropout, noise layers) keeps its state.
 SEED_STATE = "seed_generator_state"
+# Held-out samples are only predicted, so they go in larger batches than training's.
+VALIDATION_BATCH = 512
 
 
 class Recipe(NamedTuple):
     """The settings one kind of component (the gate, or the experts) trains with."""
 
-    epochs: int | list[int]
+    epochs: int | list[int] | None
     replay_ratio: float
     batch_size: int
     learning_rate: float
     ema: float = 0.0
+    patience: int = 3
+    max_epochs: int = 100
+    check_steps: int = 64
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether slices train until their held-out samples stop improving (`epochs` None)."""
+        return self.epochs is None
 
     def slice_epochs(self, position: int) -> int:
-        """Epochs of the slice at `position`: the number, or the schedule's entry (the last repeats)."""
+        """Epochs of the slice at `position`: the number, or the schedule's entry (the last
+        repeats); for an adaptive recipe, the epochs a slice with nothing held out trains."""
+        if self.epochs is None:
+            return self.patience + 1
         if isinstance(self.epochs, list):
             return self.epochs[min(position, len(self.epochs) - 1)]
         return self.epochs
@@ -47,71 +60,63 @@ class Recipe(NamedTuple):
 
 @dataclasses.dataclass
 class TrainingConfig:
-    """How each slice trains; the gate has its own epochs, replay ratio, batch size and
-    learning rate, since it is the component that sees every class and dominates the cost
-    of a forget. The unprefixed fields are the experts'.
+    """How every slice of every component trains: the experts' settings, and the gate's.
 
-    `threads` is the size of TensorFlow's thread pools while training: it changes how
-    sums are split, hence the bits of the weights, so every process that trains the run
-    uses the same (default: this machine's cores at fit time).
+    By default each slice trains until the loss on a held-out share of its data (and of
+    the earlier slices' held-out data) has not improved for `patience` epochs, and keeps
+    its best epoch's weights, so a recipe adapts to a dataset's size and difficulty.
+    Explicit `epochs` or `gate_epochs` train a fixed number of epochs and hold nothing out.
+    A run keeps the config it was fitted with. See docs/design.md for how the defaults
+    were measured.
 
-    `balance` weights every class equally within a slice: a slice holds all of its new
-    class but only a replayed share of each earlier one, and unweighted training then
-    favours the newest class (measured: gate routing drops for early classes).
+    Example:
 
-    `replay_ratio` 1.0 lets an expert's second slice replay as many samples as it adds:
-    a two-class expert then trains on both of its classes whole, and the ensemble gained
-    0.8 points (88.07% to 88.86% on Fashion-MNIST; README, Benchmarks) for about a third
-    more expert time at fit. A class forget leaves such an expert one class, so it costs
-    nothing there.
+        config = keras_sisa.TrainingConfig(gate_epochs=2, seed=3)
+        keras_sisa.SISAClassifier("runs/a", config=config)
 
-    The gate trains 1 epoch per slice replaying 3 samples per new one: against 2 epochs
-    replaying 1 it routes as well in about the same time, and as a class forget redoes
-    the gate's later slices, those then see more of the earlier classes. Against replay
-    2.5, the ensemble after forgetting each class came closer to the monolithic retrain
-    (mean gap 0.61 to 0.39 points over three seeds) for about 0.02x of a monolithic
-    retrain more per forget (README, Benchmarks).
-    It trains at batch 128 and learning rate 4e-3: one epoch per slice leaves it short
-    of training, and against 1e-3 the ensemble after forgetting each class came 0.40
-    points closer to the monolithic retrain on average (mean gap 0.78 to 0.38 points over
-    two seeds; 2e-3 and 3e-3 fell between), at the same cost. At 1e-3, averaging its
-    weights (EMA 0.99) or decaying the rate within a slice did worse: the gate was short of
-    training, not noisy (README, Benchmarks).
-
-    `gate_ema` ends each gate slice on a moving average of its weights, sampled every 4
-    batches with this momentum (`callbacks.MovingAverage`; 0 turns it off). At 4e-3 and
-    one epoch per slice the gate's last weights are noisy: averaged, the ensemble after
-    forgetting each class came closer to the monolithic retrain and varied less between
-    seeds (README, Benchmarks), for at most about 13% of the gate's time.
-
-    `epochs` and `gate_epochs` are a number, or a schedule by slice position whose last
-    entry repeats. A forget of a class redoes every slice after it, so later slices are
-    redone most often: a schedule that trains them less makes the average class forget
-    cheaper, at some routing accuracy (README, Benchmarks).
-
-    Experts train 4 epochs at batch 256 and learning rate 2e-3: against 3 epochs at batch
-    128 and 1e-3, the two hard experts (T-shirt/Shirt, Pullover/Coat) told their classes
-    apart 1.7 points better on average over two seeds, for about 15% more expert time
-    (README, Benchmarks). With two classes per shard a class forget never trains an expert
-    (it is left with one class, or untouched), so this costs fit time only.
-
-    `head_width`: heads train this many outputs wide (or a multiple), the columns past
-    a slice's outputs being padding that never changes (models.PADDING_BIAS), so one
-    traced model serves every head size. It changes the bits, so a run keeps the width
-    it was fitted with; runs fitted before it existed trained unpadded (`from_manifest`).
+    Args:
+        epochs: epochs per expert slice: None (until the held-out loss stops improving),
+            a number, or a list by slice position whose last entry repeats.
+        gate_epochs: the same for the gate's slices.
+        replay_ratio: replayed samples per new sample in an expert's slice.
+        gate_replay_ratio: the same for the gate.
+        replay: "uniform" or "loss" (replay the samples the model gets most wrong).
+        balance: weight every class equally within a slice, replayed ones included.
+        batch_size: the experts' batch size.
+        gate_batch_size: the gate's batch size.
+        learning_rate: the experts' Adam learning rate.
+        gate_learning_rate: the gate's Adam learning rate.
+        gate_ema: end each fixed-epoch gate slice on a moving average of its weights,
+            sampled every 4 batches with this momentum; 0 turns it off.
+        validation_share: share of each class of a slice held out to steer adaptive training.
+        validation_cap: the most samples of a class that a slice holds out.
+        check_steps: an adaptive slice checks its held-out loss every epoch, or every
+            `check_steps` steps when an epoch is longer (a round).
+        patience: rounds without improvement after which an adaptive slice stops.
+        max_epochs: the most epochs an adaptive slice trains.
+        seed: the seed every random choice derives from, with the component and slice.
+        threads: TensorFlow's thread-pool size while training (default: this machine's
+            cores); it changes how sums are split, so every process training a run uses it.
+        head_width: heads train this many outputs wide (or a multiple), padding included,
+            so one traced model serves every head size.
     """
 
-    epochs: int | list[int] = 4
-    gate_epochs: int | list[int] = 1
+    epochs: int | list[int] | None = None
+    gate_epochs: int | list[int] | None = None
     replay_ratio: float = 1.0
     gate_replay_ratio: float = 3.0
     replay: str = "uniform"
     balance: bool = True
-    batch_size: int = 256
+    batch_size: int = 128
     gate_batch_size: int = 128
-    learning_rate: float = 2e-3
-    gate_learning_rate: float = 4e-3
-    gate_ema: float = 0.96
+    learning_rate: float = 1e-3
+    gate_learning_rate: float = 2e-3
+    gate_ema: float = 0.0
+    validation_share: float = 0.1
+    validation_cap: int = 200
+    check_steps: int = 64
+    patience: int = 3
+    max_epochs: int = 100
     seed: int = 0
     threads: int | None = None
     head_width: int = 8
@@ -119,13 +124,16 @@ class TrainingConfig:
     def __post_init__(self):
         for name in ("epochs", "gate_epochs"):
             value = getattr(self, name)
+            if value is None:
+                continue
             is_schedule = isinstance(value, (list, tuple))
             entries = list(value) if is_schedule else [value]
             if not entries or not all(_positive_whole(e) for e in entries):
-                raise InputError(f"Expected {name} to be a positive whole number or a list of them, "
+                raise InputError(f"Expected {name} to be None, a positive whole number or a list of them, "
                                  f"got {value!r}.")
             setattr(self, name, [int(e) for e in entries] if is_schedule else int(value))
-        for name in ("batch_size", "gate_batch_size", "head_width"):
+        for name in ("batch_size", "gate_batch_size", "head_width", "patience", "max_epochs", "validation_cap",
+                     "check_steps"):
             if not _positive_whole(getattr(self, name)):
                 raise InputError(f"Expected {name} to be a positive whole number, got {getattr(self, name)!r}.")
         for name in ("replay_ratio", "gate_replay_ratio"):
@@ -134,6 +142,8 @@ class TrainingConfig:
                 raise InputError(f"Expected {name} to be zero or more, got {value!r}.")
         if not 0 <= self.gate_ema < 1:
             raise InputError(f"Expected gate_ema from 0 (off) to below 1, got {self.gate_ema!r}.")
+        if not 0 < self.validation_share < 1:
+            raise InputError(f"Expected validation_share above 0 and below 1, got {self.validation_share!r}.")
         if self.threads is not None and not _positive_whole(self.threads):
             raise InputError(f"Expected threads to be a positive whole number, got {self.threads!r}.")
         for name in ("learning_rate", "gate_learning_rate"):
@@ -145,9 +155,8 @@ class TrainingConfig:
 
     @classmethod
     def from_manifest(cls, fields: dict) -> TrainingConfig:
-        """The config a run was fitted with. A run from before `head_width` trained unpadded,
-        one from before the gate's own batch size and learning rate trained the gate with
-        the experts', and one from before `gate_ema` trained the gate without averaging."""
+        """The config a run was fitted with, filling in what older runs did before a field existed:
+        unpadded heads, the gate on the experts' batch size and learning rate, no averaging."""
         older = {"head_width": 1, "gate_batch_size": fields["batch_size"],
                  "gate_learning_rate": fields["learning_rate"], "gate_ema": 0.0}
         return cls(**{**older, **fields})
@@ -156,8 +165,10 @@ class TrainingConfig:
         """The settings the gate, or an expert, trains with."""
         if is_gate:
             return Recipe(self.gate_epochs, self.gate_replay_ratio, self.gate_batch_size,
-                          self.gate_learning_rate, self.gate_ema)
-        return Recipe(self.epochs, self.replay_ratio, self.batch_size, self.learning_rate)
+                          self.gate_learning_rate, self.gate_ema, self.patience, self.max_epochs,
+                          self.check_steps)
+        return Recipe(self.epochs, self.replay_ratio, self.batch_size, self.learning_rate, 0.0,
+                      self.patience, self.max_epochs, self.check_steps)
 
 
 def _positive_whole(value) -> bool:
@@ -190,7 +201,7 @@ def process_threads() -> int:
 
 
 def enable_determinism(seed: int) -> None:
-    """Seeds every generator and makes TensorFlow's ops deterministic (DESIGN invariant 8)."""
+    """Seeds every generator and makes TensorFlow's ops deterministic (docs/design.md, invariant 8)."""
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(seed)
 
@@ -279,16 +290,18 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
     shard_of = plan.shard_of() if component.is_gate else None
     recipe = config.recipe(component.is_gate)
     compiled = compiled or CompiledModels()
+    share = config.validation_share if recipe.adaptive else 0.0
+    parts = [_split(samples, s.sample_ids, share, config.validation_cap, config.seed) for s in slices]
     for k in range(start, len(slices)):
         current = slices[k]
         seed = seed_for(config.seed, name, current.id)
         reseed_slice(seed)
-        rows = samples.rows(current.sample_ids)
+        rows = parts[k][0]
         keys = _keys(samples.y[rows], samples.ids[rows], shard_of)
         outputs = state.outputs + sorted(set(keys.tolist()) - set(state.outputs))
         state = state.grow(outputs, seed_for(config.seed, name))
         model = compiled.prepared(builder, input_shape, recipe.learning_rate, config.head_width, state, seed)
-        pool = np.asarray([i for s in slices[:k] for i in s.sample_ids], np.int64)
+        pool = samples.ids[np.concatenate([r for r, _ in parts[:k]])] if k else np.zeros(0, np.int64)
         count = replay.replay_count(recipe.replay_ratio, len(rows), len(pool))
         losses = lambda ids: _losses(model, samples, ids, outputs, shard_of, recipe.batch_size)
         replay_ids = replay.select(pool, count, config.replay, seed, losses)
@@ -296,7 +309,7 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
             print(f"{name} slice {k + 1}/{len(slices)} [{current.id}]: {len(rows)} new + "
                   f"{len(replay_ids)} replayed, {len(outputs)} outputs", flush=True)
         if not trains(len(outputs)):
-            state = dataclasses.replace(state, replay_ids=replay_ids.tolist())
+            state = dataclasses.replace(state, replay_ids=replay_ids.tolist(), history={"epochs": 0})
             write_state(store, name, current.id, state)
             continue
         all_rows = np.concatenate([rows, samples.rows(replay_ids)])
@@ -305,13 +318,39 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
         x = samples.x[all_rows]
         targets = _targets(samples, all_rows, outputs, shard_of)
         weights = _balanced_weights(samples.y[all_rows]) if config.balance else None
-        # The average goes before the checkpoint, which saves the weights training ends on.
-        averaging = [MovingAverage(recipe.ema)] if recipe.ema else []
-        checkpoint = SliceCheckpoint(store, name, current.id, outputs, replay_ids.tolist())
-        model.fit(shuffled_batches(x, targets, weights, recipe.batch_size), shuffle=False,
-                  epochs=recipe.slice_epochs(k), callbacks=[*averaging, checkpoint], verbose=verbose)
-        state = ComponentState.from_model(model, outputs, replay_ids.tolist())
+        validation = np.concatenate([h for _, h in parts[:k + 1]])
+        batches = shuffled_batches(x, targets, weights, recipe.batch_size)
+        steps = -(-len(all_rows) // recipe.batch_size)
+        fit_options = dict(epochs=recipe.slice_epochs(k), callbacks=[])
+        if recipe.adaptive and len(validation):
+            # Long epochs are checked in rounds, so that patience costs rounds, not epochs.
+            round_steps = min(steps, recipe.check_steps)
+            if round_steps < steps:
+                batches = batches.repeat()  # every epoch in the same order, as Keras's shuffled fit
+            fit_options.update(
+                epochs=-(-recipe.max_epochs * steps // round_steps), steps_per_epoch=round_steps,
+                validation_data=ordered_batches(
+                    samples.x[validation], _targets(samples, validation, outputs, shard_of),
+                    _balanced_weights(samples.y[validation]) if config.balance else None, VALIDATION_BATCH))
+            fit_options["callbacks"].append(keras.callbacks.EarlyStopping(
+                patience=recipe.patience, restore_best_weights=True))
+        elif recipe.ema:
+            # The average goes before the checkpoint, which saves the weights training ends on.
+            fit_options["callbacks"].append(MovingAverage(recipe.ema))
+        checkpoint = SliceCheckpoint(store, name, current.id, outputs, replay_ids.tolist(), {
+            "samples": len(all_rows), "validation_samples": len(validation), "steps_per_epoch": steps,
+            "steps_per_round": fit_options.get("steps_per_epoch", steps)})
+        fit_options["callbacks"].append(checkpoint)
+        model.fit(batches, shuffle=False, verbose=verbose, **fit_options)
+        state = checkpoint.state
     return state
+
+
+def _split(samples: Samples, ids: list[int], share: float, cap: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of a slice's samples it trains on, and those it holds out (`holdout`)."""
+    rows = samples.rows(ids)
+    held = holdout.held_out(samples.ids[rows], samples.y[rows], share, cap, seed)
+    return rows[~held], rows[held]
 
 
 def trains(num_outputs: int) -> bool:

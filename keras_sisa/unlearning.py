@@ -2,7 +2,7 @@
 
 A forget purges the deleted samples from the store, then for each component
 restores the checkpoint from just before the first slice that held any of them
-and retrains its later slices on what is left (DESIGN invariant 5). Components
+and retrains its later slices on what is left (docs/design.md, invariant 5). Components
 that never held deleted data are not touched.
 """
 
@@ -16,7 +16,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from keras_sisa import audit as audits
+from keras_sisa import audit as audits, costs
 from keras_sisa.callbacks import INITIAL
 from keras_sisa.data import class_indices
 from keras_sisa.errors import InputError
@@ -24,7 +24,7 @@ from keras_sisa.plan import Plan
 from keras_sisa.parallel import Execution, train_components
 from keras_sisa.store import MANIFEST, PLAN, Store, data_path
 from keras_sisa.tasks import load_labels, load_samples
-from keras_sisa.training import TrainingConfig, process_threads, train_component, trains
+from keras_sisa.training import process_threads, train_component
 
 
 def first_touched(plan: Plan, deleted: set[int]) -> dict[str, int]:
@@ -50,33 +50,11 @@ def rewinds(plan: Plan, deleted: set[int], classes=()) -> dict[str, dict]:
 
 
 def expected_forget_seconds(sisa) -> dict[str, float]:
-    """Per retained class, the training time a forget of it should take: each touched
-    component's fit time, scaled by the share of its training epochs that would be redone."""
+    """Per retained class, the training seconds a forget of it should take (`costs`)."""
     labels, ids = load_labels(sisa.store, sisa.plan)
-    seconds = sisa.manifest.get("component_seconds", {})
-    fitted = {c.name: max(_training_epochs(sisa.config, sisa.plan, c.name), 1) for c in sisa.plan.components}
-    expected = {}
-    for c in sisa.classes:
-        deleted = set(ids[labels == c].tolist())
-        new_plan = sisa.plan.without(deleted, [c])
-        remaining = {component.name for component in new_plan.components}
-        expected[sisa.class_names[c]] = sum(
-            seconds.get(name, 0.0) * _training_epochs(sisa.config, new_plan, name, since=k) / fitted[name]
-            for name, k in first_touched(sisa.plan, deleted).items() if name in remaining)
-    return expected
-
-
-def _training_epochs(config: TrainingConfig, plan: Plan, name: str, since: int = 0) -> int:
-    """Epochs of a component's slices from position `since` on, leaving out those that train nothing."""
-    component = plan.component(name)
-    recipe = config.recipe(component.is_gate)
-    shard = {c: e.shard for e in plan.experts for s in e.slices for c in s.classes}
-    outputs, total = set(), 0
-    for k, s in enumerate(component.slices):
-        outputs |= {shard[c] if component.is_gate else c for c in s.classes}
-        if k >= since and trains(len(outputs)):
-            total += recipe.slice_epochs(k)
-    return total
+    prices = costs.slice_seconds(sisa.plan, sisa.histories(), sisa.config, sisa.manifest.get("component_seconds", {}))
+    return {sisa.class_names[c]: costs.retraining_seconds(sisa.plan, set(ids[labels == c].tolist()), [c], prices)
+            for c in sisa.classes}
 
 
 def forget(sisa, classes=(), samples=(), verbose: int = 1, execution: Execution = Execution(),

@@ -46,9 +46,9 @@ def subset(dataset, classes, train, test):
 
 
 def fit_small(directory, dataset, plan=None, **options):
-    """A SISA fit with tiny models: 2 shards, one class per slice, two epochs."""
+    """A SISA fit with tiny models: 2 shards, two epochs per slice."""
     settings = dict(model_fn=tiny_cnn, gate_fn=tiny_cnn, shards=2, epochs=2, gate_epochs=2,
-                    batch_size=32, gate_batch_size=32)
+                    batch_size=32, gate_batch_size=32, learning_rate=2e-3, gate_learning_rate=4e-3)
     settings.update(options)
     sisa = SISAClassifier(str(directory), **settings)
     return sisa.fit(dataset.x_train, dataset.y_train, dataset.class_names,

@@ -6,7 +6,7 @@ import pytest
 
 import keras_sisa
 from conftest import fit_small
-from keras_sisa import InputError
+from keras_sisa import InputError, costs
 from keras_sisa.callbacks import read_state
 from keras_sisa.store import Store, checkpoint_path
 from keras_sisa.tasks import load_samples
@@ -93,19 +93,21 @@ def test_fit_refuses_a_directory_that_holds_something_else(small, tmp_path):
     assert [p.name for p in (tmp_path / "busy").iterdir()] == ["notes.txt"]
 
 
-def test_info_expects_forgets_late_in_the_order_to_cost_least(fitted):
+def test_info_prices_a_class_forget_at_the_gate_fit_and_a_named_class_below_it(fitted, small, tmp_path):
     expected = fitted.info()["expected_forget_seconds"]
-    gate_order = [fitted.class_names[s.classes[0]] for s in fitted.plan.gate.slices]
+    gate_seconds = sum(h["seconds"] for h in fitted.histories()["gate"].values())
     assert list(expected) == fitted.info()["classes"]
-    assert expected[gate_order[0]] == max(expected.values())
-    assert expected[gate_order[-1]] == min(expected.values())
-    assert 0 < max(expected.values()) < fitted.manifest["fit_seconds"]
+    assert all(abs(seconds - gate_seconds) < 1e-9 for seconds in expected.values())  # pairs retrain nothing
+    named = fit_small(tmp_path / "named", small, class_order=[3])
+    costs = named.info()["expected_forget_seconds"]
+    assert costs["Sneaker"] < min(v for k, v in costs.items() if k != "Sneaker")
 
 
-def test_info_expects_no_training_of_an_expert_left_with_one_class(fitted):
-    sisa = keras_sisa.load(fitted.directory, model_fn="tiny_models:tiny_cnn", gate_fn="tiny_models:tiny_cnn")
-    sisa.manifest["component_seconds"]["gate"] = 0.0  # in memory only: leave the experts' times
-    pair = next(e for e in sisa.plan.experts if len(e.slices) == 2)
-    first = sisa.class_names[pair.slices[0].classes[0]]
-    # Forgetting it leaves its partner alone in the shard: a constant, whose slice trains nothing.
-    assert sisa.info()["expected_forget_seconds"][first] == 0.0
+def test_an_expert_left_with_one_class_is_priced_at_no_training(fitted):
+    prices = costs.slice_seconds(fitted.plan, fitted.histories(), fitted.config, {})
+    prices["gate"] = {key: 0.0 for key in prices["gate"]}
+    pair = next(e for e in fitted.plan.experts if len(e.slices) == 2)
+    first = pair.slices[0].classes[0]
+    deleted = set(pair.slices[0].sample_ids)
+    assert costs.retraining_seconds(fitted.plan, deleted, [first], prices) == 0.0
+    assert costs.retraining_seconds(fitted.plan, set(pair.slices[0].sample_ids[:1]), [], prices) > 0.0

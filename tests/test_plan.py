@@ -39,10 +39,12 @@ def test_class_order_puts_named_classes_last_in_every_component(fashion):
         assert order[len(order) - len(named):] == named
 
 
-def test_classes_per_slice_groups_classes(fashion):
-    plan = class_plan(fashion.y_train, fashion.ids, shards=2, classes_per_slice=2)
-    assert all(len(s.classes) <= 2 for c in plan.components for s in c.slices)
-    assert [s.id for s in plan.gate.slices] == ["c0+c1", "c2+c3", "c4+c5", "c6+c7", "c8+c9"]
+def test_classes_per_slice_groups_classes_and_the_gate_learns_unnamed_ones_at_once(fashion):
+    plan = class_plan(fashion.y_train, fashion.ids, shards=2, classes_per_slice=2, class_order=[4, 5, 6, 7])
+    assert all(len(s.classes) <= 2 for e in plan.experts for s in e.slices)
+    assert [s.id for s in plan.gate.slices] == ["c0+c1+c2+c3+c8+c9", "c4+c5", "c6+c7"]
+    assert [s.id for s in class_plan(fashion.y_train, fashion.ids, shards=5).gate.slices] == [
+        "+".join(f"c{c}" for c in range(10))]
 
 
 def test_gate_sees_every_sample_and_experts_partition_them(fashion):
@@ -62,9 +64,10 @@ def test_random_plan_partitions_samples_without_a_gate(fashion):
 
 def test_plan_without_removes_samples_and_empty_slices_and_round_trips(fashion):
     plan = class_plan(fashion.y_train, fashion.ids, shards=5)
-    gone = plan.gate.slices[3].sample_ids
+    gone = fashion.ids[fashion.y_train == 3]
     smaller = plan.without(sample_ids=gone, classes=[3])
-    assert "c3" not in [s.id for s in smaller.gate.slices]
+    assert "c3" not in [s.id for e in smaller.experts for s in e.slices]
+    assert len(smaller.gate.sample_ids) == len(plan.gate.sample_ids) - len(gone)
     assert all(3 not in s.classes for c in smaller.components for s in c.slices)
     assert Plan.from_json(smaller.to_json()) == smaller
 

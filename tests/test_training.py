@@ -39,7 +39,7 @@ def test_a_state_refuses_a_model_it_does_not_fit(other, width, small):
 
 
 @pytest.mark.parametrize("gate_options", [dict(gate_batch_size=16, gate_learning_rate=2e-3),
-                                          dict(gate_ema=0.0)])
+                                          dict(gate_ema=0.5)])
 def test_the_gate_trains_with_its_own_recipe(small, tmp_path, gate_options):
     base = run_digests(fit_small(tmp_path / "base", small).directory)
     experts_changed = run_digests(fit_small(tmp_path / "experts", small, batch_size=16,
