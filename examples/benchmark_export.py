@@ -4,7 +4,7 @@ For float32, float16, dynamic-range, int8, pruned+int8 and QAT int8: file size, 
 size, LiteRT latency per image (batch 1, median), accuracy on held-out images and
 top-1 agreement with the Keras ensemble. Writes JSON and prints a table.
 
-    python examples/benchmark_export.py [--run RUN] --out examples/benchmark_export.json
+    python examples/benchmark_export.py [--run RUN] --out results/benchmark_export.json
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ VARIANTS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default=None, help="A fitted run (default: fit the default run here).")
-    parser.add_argument("--out", default="examples/benchmark_export.json")
+    parser.add_argument("--out", default="results/benchmark_export.json")
     parser.add_argument("--parity-images", type=int, default=10000)
     parser.add_argument("--latency-runs", type=int, default=500)
     args = parser.parse_args()
@@ -74,6 +74,7 @@ def main() -> None:
         "pruned_int8_gzip_vs_int8_gzip": rows["pruned_int8"]["gzip_bytes"] / int8_gzip,
         "pruned_int8_accuracy_drop_points": 100 * (rows["float32"]["accuracy"] - rows["pruned_int8"]["accuracy"]),
     }
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
     print(f"{'variant':<12} {'size KB':>8} {'gzip KB':>8} {'ms/image':>9} {'accuracy':>9} {'agreement':>10}")

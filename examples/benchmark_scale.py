@@ -5,7 +5,7 @@ more with one TensorFlow thread per process in 2 workers (other bits by design);
 the wall time on S machines from the per-component times of the one-process fit:
 preparing the run, then the components spread over S machines longest first.
 
-    python examples/benchmark_scale.py --out examples/benchmark_scale.json
+    python examples/benchmark_scale.py --out results/benchmark_scale.json
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def projected_seconds(prepare: float, component_seconds: list[float], machines: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="examples/benchmark_scale.json")
+    parser.add_argument("--out", default="results/benchmark_scale.json")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -74,6 +74,7 @@ def main() -> None:
         "bit_identical": identical,
         "projected_seconds_on_machines": projection,
     }
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
     print(f"{'fit':<24} {'wall s':>7} {'speed-up':>8}")

@@ -5,8 +5,8 @@ models' initial weights and batch order change), so one run gives one draw per c
 This reads runs at different seeds and reports each class's gap per seed and the gap
 between the mean accuracies.
 
-    python examples/benchmark_forget.py --seed 1 --repeats 1 --out examples/benchmark_forget_seed1.json
-    python examples/forget_across_seeds.py examples/benchmark_forget.json examples/benchmark_forget_seed1.json
+    python examples/benchmark_forget.py --seed 1 --repeats 1 --out results/benchmark_forget_seed1.json
+    python examples/forget_across_seeds.py results/benchmark_forget.json results/benchmark_forget_seed1.json
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def class_gaps(runs: list[dict]) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="JSON files written by benchmark_forget.py.")
-    parser.add_argument("--out", default="examples/forget_across_seeds.json")
+    parser.add_argument("--out", default="results/forget_across_seeds.json")
     args = parser.parse_args()
     runs = []
     for path in args.runs:
