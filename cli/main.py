@@ -99,7 +99,9 @@ def parse_only(text: str | None) -> str | None:
 @click.option("--data-dir", default=None, help="Folder of class subfolders of images.")
 @click.option("--test-dir", default=None, help="Test folder for --data-dir (default: hold out --test-split).")
 @click.option("--test-split", default=0.2, show_default=True, type=float)
-@click.option("--image-size", default=None, help="Resize --data-dir images to HxW.")
+@click.option("--image-size", default=None, help="Resize --data-dir images to HxW (default: the most common size).")
+@click.option("--color-mode", type=click.Choice(["grayscale", "rgb"]), default=None,
+              help="Convert --data-dir images to this mode (default: the mode most images have).")
 @click.option("--npz", default=None, help="npz with x_train, y_train, x_test, y_test[, class_names].")
 @click.option("--limit-per-class", type=int, default=None, callback=positive,
               help="Keep the first N training images of each class.")
@@ -141,7 +143,7 @@ def parse_only(text: str | None) -> str | None:
 @click.option("--only", default=None,
               help="plan: write data and plan only; gate or expert:K: train that component only "
                    "(one job per component); then run fit once more to finish.")
-def fit(out, dataset, data_dir, test_dir, test_split, image_size, npz, limit_per_class, shards,
+def fit(out, dataset, data_dir, test_dir, test_split, image_size, color_mode, npz, limit_per_class, shards,
         classes_per_slice, class_order, strategy, grouping, slices, epochs, gate_epochs, replay_ratio,
         gate_replay_ratio, replay, batch_size, gate_batch_size, learning_rate, gate_learning_rate, gate_ema,
         seed, model_fn, gate_fn, threads, workers, backend, ray_address, only) -> None:
@@ -162,7 +164,9 @@ def fit(out, dataset, data_dir, test_dir, test_split, image_size, npz, limit_per
     if status != "preparing":  # a run interrupted while preparing is replaced by this fit
         Store(out).check_new()
     data = sources.load(dataset, data_dir, test_dir, npz, limit_per_class, test_split=test_split,
-                        image_size=parse_image_size(image_size), seed=seed)
+                        image_size=parse_image_size(image_size), color_mode=color_mode, seed=seed)
+    for note in data.notes:
+        click.echo(note)
     order = [name.strip() for name in (class_order or "").split(",") if name.strip()]
     sisa = SISAClassifier(out, model_fn or default_cnn, gate_fn or strided_gate, shards=shards,
                           classes_per_slice=classes_per_slice,

@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from keras_sisa import folders
 from keras_sisa.errors import InputError
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -20,7 +21,6 @@ FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
 @dataclasses.dataclass
@@ -28,7 +28,8 @@ class Dataset:
     """Training and test images with integer labels and class names.
 
     `ids` gives every training image a stable identity (its position in the
-    source), which is how a user names the samples to forget.
+    source), which is how a user names the samples to forget. `notes` are lines for
+    the user about how the source was read (images resized, files skipped).
     """
 
     x_train: np.ndarray
@@ -37,6 +38,7 @@ class Dataset:
     y_test: np.ndarray
     class_names: list[str]
     ids: np.ndarray = None
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
         if self.ids is None:
@@ -72,7 +74,7 @@ def validate(data: Dataset) -> Dataset:
     ids = np.asarray(data.ids, dtype=np.int64)
     if ids.shape != y_train.shape or len(np.unique(ids)) != len(ids):
         raise InputError("Sample ids must be unique, one per training image.")
-    return Dataset(x_train, y_train, x_test, y_test, names, ids)
+    return Dataset(x_train, y_train, x_test, y_test, names, ids, list(data.notes))
 
 
 def _images(x, name: str) -> np.ndarray:
@@ -212,73 +214,36 @@ def load_npz(path: str) -> Dataset:
 
 
 def load_directory(train_dir: str, test_dir: str | None = None, test_split: float = 0.2,
-                   image_size: tuple[int, int] | None = None, seed: int = 0) -> Dataset:
+                   image_size: tuple[int, int] | None = None, color_mode: str | None = None,
+                   seed: int = 0) -> Dataset:
     """A folder of class subfolders of images, as `keras.utils.image_dataset_from_directory` reads.
 
-    Class names are the subfolder names in sorted order. Without `test_dir`, a seeded
-    `test_split` share of each class is held out for testing.
+    Class names are the subfolder names in sorted order. Images are resized to
+    `image_size` and converted to `color_mode` (defaults: what most training images
+    have; see `folders.read_folders`). Without `test_dir`, a seeded `test_split` share of
+    each class is held out for testing.
     """
-    names = _class_folders(train_dir)
-    x, y = _read_images(train_dir, names, image_size)
+    names = folders.class_folders(train_dir)
+    train = folders.read_folders(train_dir, names, image_size, color_mode)
     if test_dir is not None:
-        test_names = _class_folders(test_dir)
+        test_names = folders.class_folders(test_dir)
         if test_names != names:
             raise InputError(f"The test folder's classes {test_names} differ from the training "
                              f"folder's {names}.")
-        x_test, y_test = _read_images(test_dir, names, image_size or x.shape[1:3])
-        if x_test.shape[1:] != x.shape[1:]:
-            raise InputError(f"Test images are {x_test.shape[1:]} but training images are "
-                             f"{x.shape[1:]}; pass --image-size HxW to resize both.")
-        return validate(Dataset(x, y, x_test, y_test, names))
+        test = folders.read_folders(test_dir, names, train.image_size, train.color_mode)
+        return validate(Dataset(train.x, train.y, test.x, test.y, names,
+                                notes=[train.note, "Test folder: " + test.note]))
     if not 0 < test_split < 1:
         raise InputError(f"Expected --test-split between 0 and 1, got {test_split}.")
     rng = np.random.default_rng(seed)
-    held = np.zeros(len(y), bool)
+    held = np.zeros(len(train.y), bool)
     for c in range(len(names)):
-        members = np.flatnonzero(y == c)
+        members = np.flatnonzero(train.y == c)
         count = int(round(test_split * len(members)))
         held[rng.choice(members, count, replace=False)] = True
-    train = np.flatnonzero(~held)
-    return validate(Dataset(x[train], y[train], x[held], y[held], names, ids=train))
-
-
-def _class_folders(directory: str) -> list[str]:
-    if not os.path.isdir(directory):
-        raise InputError(f"No such directory: {directory}.")
-    names = sorted(d for d in os.listdir(directory) if os.path.isdir(os.path.join(directory, d)))
-    if len(names) < 2:
-        raise InputError(f"{directory} has {len(names)} class subfolder(s); expected one "
-                         "subfolder of images per class, at least two.")
-    return names
-
-
-def _read_images(directory: str, names: list[str], image_size) -> tuple[np.ndarray, np.ndarray]:
-    import tensorflow as tf
-
-    images, labels, first = [], [], None
-    for label, name in enumerate(names):
-        folder = os.path.join(directory, name)
-        files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
-        if not files:
-            raise InputError(f"Class folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
-        for file in files:
-            path = os.path.join(folder, file)
-            try:
-                image = tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
-            except tf.errors.OpError:
-                raise InputError(f"Cannot decode image {path}: the file is truncated or not an "
-                                 "image. Remove or replace it.") from None
-            if image_size is not None:
-                image = tf.cast(tf.round(tf.image.resize(image, image_size)), tf.uint8)
-            image = image.numpy()
-            if first is None:
-                first = (path, image.shape)
-            elif image.shape != first[1]:
-                raise InputError(f"Images differ in shape: {first[0]} is {first[1]}, {path} is "
-                                 f"{image.shape}. Pass --image-size HxW to resize them all.")
-            images.append(image)
-            labels.append(label)
-    return np.stack(images), np.asarray(labels, np.int64)
+    kept = np.flatnonzero(~held)
+    return validate(Dataset(train.x[kept], train.y[kept], train.x[held], train.y[held], names, ids=kept,
+                            notes=[train.note]))
 
 
 def load(dataset: str | None = None, data_dir: str | None = None, test_dir: str | None = None,

@@ -87,17 +87,47 @@ def test_folder_with_one_class_is_refused(small, tmp_path):
         data.load(data_dir=str(tmp_path))
 
 
-def test_folder_with_mixed_image_sizes_is_refused(small, tmp_path):
-    write_folder(tmp_path, {"a": small.x_train[:2], "b": np.zeros((2, 20, 20, 1), np.uint8)})
-    with pytest.raises(InputError, match="Images differ in shape.*--image-size"):
-        data.load(data_dir=str(tmp_path))
+def test_folder_of_mixed_sizes_is_resized_to_the_most_common(small, tmp_path):
+    write_folder(tmp_path, {"a": small.x_train[:3], "b": np.full((2, 20, 20, 1), 200, np.uint8)})
+    loaded = data.load(data_dir=str(tmp_path), test_split=0.2)
+    assert loaded.input_shape == (28, 28, 1)
+    assert np.all(np.concatenate([loaded.x_train, loaded.x_test])[np.r_[loaded.y_train, loaded.y_test] == 1] == 200)
+    assert "as 28x28 grayscale; resized 2 from other sizes" in loaded.notes[0]
 
 
-def test_truncated_image_is_refused(small, tmp_path):
+def test_folder_of_mixed_colour_modes_is_converted(small, tmp_path):
+    grey = small.x_train[:4]
+    rgb = np.repeat(small.x_train[4:6], 3, axis=-1)
+    rgba = np.concatenate([rgb[:1], np.full((1, 28, 28, 1), 255, np.uint8)], axis=-1)
+    write_folder(tmp_path / "mixed", {"a": grey[[0, 1, 3]], "b": rgb})
+    write_folder(tmp_path / "mixed" / "c", {"": grey[2:3]})
+    tf.io.write_file(str(tmp_path / "mixed" / "c" / "rgba.png"), tf.io.encode_png(rgba[0]))
+    loaded = data.load(data_dir=str(tmp_path / "mixed"), test_split=0.3)
+    assert loaded.input_shape == (28, 28, 1) and "converted 3 from another colour mode" in loaded.notes[0]
+    as_rgb = data.load(data_dir=str(tmp_path / "mixed"), test_split=0.3, color_mode="rgb")
+    assert as_rgb.input_shape == (28, 28, 3)
+    assert np.array_equal(as_rgb.x_train[..., 0], as_rgb.x_train[..., 2])  # grey and RGB here are all grey
+
+
+def test_stray_entries_in_a_class_folder_are_skipped_and_counted(small, tmp_path):
     write_folder(tmp_path, {"a": small.x_train[:2], "b": small.x_train[2:4]})
-    path = tmp_path / "b" / "1.png"
+    (tmp_path / "a" / ".DS_Store.png").write_bytes(b"\0\1binary")
+    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    os.mkfifo(tmp_path / "b" / "pipe.png")  # reading it would block forever
+    os.makedirs(tmp_path / "b" / "more.png")
+    broken = tmp_path / "b" / "1.png"
+    broken.write_bytes(broken.read_bytes()[:40])
+    loaded = data.load(data_dir=str(tmp_path), test_split=0.3)
+    assert len(loaded.y_train) + len(loaded.y_test) == 3
+    assert "skipped 4 entries that are hidden, not image files or not regular files" in loaded.notes[0]
+    assert "skipped 1 files that could not be decoded (first: " in loaded.notes[0] and "1.png" in loaded.notes[0]
+
+
+def test_class_folder_without_a_readable_image_is_refused(small, tmp_path):
+    write_folder(tmp_path, {"a": small.x_train[:2], "b": small.x_train[2:3]})
+    path = tmp_path / "b" / "0.png"
     path.write_bytes(path.read_bytes()[:40])
-    with pytest.raises(InputError, match="Cannot decode image .*1.png"):
+    with pytest.raises(InputError, match="holds no readable images"):
         data.load(data_dir=str(tmp_path))
 
 

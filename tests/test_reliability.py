@@ -172,16 +172,6 @@ def test_zero_or_negative_counts_are_refused(small, tmp_path, option, value):
     assert not out.exists()
 
 
-def test_mixed_channels_in_a_folder_are_refused(small, tmp_path):
-    import tensorflow as tf
-
-    for name, image in (("grey", small.x_train[0]), ("rgb", np.repeat(small.x_train[1], 3, axis=-1))):
-        os.makedirs(tmp_path / name)
-        tf.io.write_file(str(tmp_path / name / "0.png"), tf.io.encode_png(image))
-    with pytest.raises(InputError, match="Images differ in shape"):
-        data.load(data_dir=str(tmp_path))
-
-
 def test_class_names_with_separators_and_unicode_work_end_to_end(small, tmp_path):
     names = np.array(["shirts/tops", "Hosen ü", "sandales à lanières", "..\\sneaker"])
     path = write_npz(tmp_path / "hostile.npz", small, class_names=names)
