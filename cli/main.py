@@ -6,6 +6,7 @@ Every command parses its options and calls the Python API; bad input ends in one
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 
@@ -23,7 +24,7 @@ from keras_sisa.training import TrainingConfig
 
 class Commands(click.Group):
     """A click group that prints our errors as one line on stderr: exit 2 for bad input,
-    1 for an export that failed its checks."""
+    1 for an export that failed its checks or a full disk."""
 
     def invoke(self, ctx):
         try:
@@ -31,6 +32,40 @@ class Commands(click.Group):
         except (InputError, ExportError) as error:
             click.echo(f"Error: {error}", err=True)
             sys.exit(2 if isinstance(error, InputError) else 1)
+        except Exception as error:
+            fault = storage_fault(error)
+            if fault is None:
+                raise
+            click.echo(f"Error: {fault[1]}", err=True)
+            sys.exit(fault[0])
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def storage_fault(error: Exception) -> tuple[int, str] | None:
+    """(exit code, one line) for a disk that is full or not writable, else None.
+
+    A full disk is the machine's fault (exit 1): what was written stays consistent, so the
+    same command finishes the job once space is freed. A read-only or forbidden path is
+    the user's choice of place (exit 2)."""
+    import tensorflow as tf
+
+    if isinstance(error, OSError):
+        code, where = error.errno, f"{error.filename}: {error.strerror}" if error.filename else str(error)
+    elif isinstance(error, tf.errors.ResourceExhaustedError) and "No space left" in str(error):
+        code, where = errno.ENOSPC, error.message
+    elif isinstance(error, tf.errors.PermissionDeniedError):
+        code, where = errno.EACCES, error.message
+    else:
+        return None
+    if code in NO_SPACE:
+        return 1, (f"The disk is full ({where}). Free space, then run the same command again: an "
+                   "interrupted fit resumes and an interrupted forget finishes from where they stopped.")
+    if code in NOT_WRITABLE:
+        return 2, f"Cannot write there ({where}). Choose a directory on a writable filesystem."
+    return None
 
 
 @click.group(cls=Commands)
@@ -157,6 +192,7 @@ def fit(out, dataset, data_dir, test_dir, test_split, image_size, color_mode, np
     if only not in (None, "plan"):
         return train_only(out, status, only, verbose)
     if status == "fitting":
+        refuse_other_options(click.get_current_context(), out)
         if only == "plan":
             return click.echo(f"{out} is already planned; train its components with --only.")
         click.echo(f"Resuming the interrupted fit of {out} from its last slice checkpoints.")
@@ -183,6 +219,26 @@ def fit(out, dataset, data_dir, test_dir, test_split, image_size, color_mode, np
         return click.echo(f"Planned {len(sisa.plan.components)} components in {out}: "
                           f"{', '.join(c.name for c in sisa.plan.components)}.")
     fitted_text(sisa.resume(verbose=verbose, execution=execution), out)
+
+
+RUN_OPTIONS = ("shards", "classes_per_slice", "strategy", "grouping", "slices")
+RECIPE_OPTIONS = ("epochs", "gate_epochs", "replay_ratio", "gate_replay_ratio", "replay", "batch_size",
+                  "gate_batch_size", "learning_rate", "gate_learning_rate", "gate_ema", "seed", "threads")
+
+
+def refuse_other_options(ctx: click.Context, out: str) -> None:
+    """An interrupted fit resumes with the options it began with; naming others is refused, not ignored."""
+    manifest = Store(out).read_json("manifest.json")
+    stored = {**{k: manifest["options"].get(k) for k in RUN_OPTIONS},
+              **{k: manifest["config"].get(k) for k in RECIPE_OPTIONS},
+              "model_fn": manifest.get("model_fn"), "gate_fn": manifest.get("gate_fn")}
+    given = {k: ctx.params[k] for k in stored
+             if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
+    flag = lambda name: {"model_fn": "--model", "gate_fn": "--gate-model"}.get(name, "--" + name.replace("_", "-"))
+    differing = [f"{flag(k)} {v} (the run has {stored[k]})" for k, v in given.items() if v != stored[k]]
+    if differing:
+        raise InputError(f"{out} holds an interrupted fit begun with other options: {'; '.join(differing)}. "
+                         f"Rerun `keras-sisa fit --out {out}` without them to finish it, or fit into a new --out.")
 
 
 def train_only(out: str, status: str | None, name: str, verbose: int) -> None:

@@ -46,11 +46,22 @@ def export(sisa, directory: str, format: str = "both", quantize: str = "none",
         raise InputError(f"--quantize {quantize} applies to TFLite; use --format tflite or both.")
     if qat and quantize != "int8":
         raise InputError(f"--qat prepares the model for int8; drop --quantize {quantize} or use int8.")
+    if _inside(directory, sisa.directory):
+        raise InputError(f"Export to {directory} would write inside the run {sisa.directory}, where a "
+                         "later forget could not reach it; export to a folder outside the run.")
     if keras.backend.backend() != "tensorflow":
         raise InputError(f"Export needs the TensorFlow backend, but Keras runs on "
                          f"{keras.backend.backend()!r}; set KERAS_BACKEND=tensorflow.")
     return build_directory(directory, lambda scratch: _build(
         sisa, scratch, format, quantize, compression, parity_images, calibration_images, latency_runs, verbose))
+
+
+def _inside(path: str, root: str) -> bool:
+    """Whether `path` is `root` or lies below it, after resolving links and `..`."""
+    if "://" in path or "://" in root:
+        return (path.rstrip("/") + "/").startswith(root.rstrip("/") + "/")
+    path, root = os.path.realpath(path), os.path.realpath(root)
+    return os.path.commonpath([path, root]) == root
 
 
 def _build(sisa, out: str, format: str, quantize: str, compression: Compression, parity_images: int,

@@ -12,11 +12,11 @@ import tensorflow as tf
 
 from keras_sisa import audit as audits, models, plan as plans, unlearning
 from keras_sisa.callbacks import read_state
-from keras_sisa.data import Dataset, validate
+from keras_sisa.data import Dataset, numbered_classes, validate
 from keras_sisa.ensemble import build_ensemble
 from keras_sisa.errors import InputError
 from keras_sisa.export import export as export_files
-from keras_sisa.locking import LOCK, RunLock
+from keras_sisa.locking import LOCK, RunLock, wait_for_writer
 from keras_sisa.metrics import accuracy_report
 from keras_sisa.models import ComponentState, ModelFn
 from keras_sisa.store import FORMAT, MANIFEST, PLAN, Store, checkpoint_path, data_path, timing_path
@@ -111,7 +111,7 @@ class SISAClassifier:
             raise InputError(f"{self.directory} holds an interrupted fit; finish it with "
                              "`keras_sisa.load(directory).resume()` or the same `keras-sisa fit`.")
         self.store.check_new()
-        names = class_names or [str(c) for c in range(int(np.max(y)) + 1)]
+        names = class_names or numbered_classes(y)
         x_test, y_test = test_data if test_data is not None else (x[:1], np.asarray(y)[:1])
         data = validate(Dataset(x, y, x_test, y_test, names, sample_ids))
         plan = plan or self._plan(data)
@@ -208,6 +208,7 @@ class SISAClassifier:
         self._check_importable(execution, self.config.threads or process_threads())
         with RunLock(self.directory, "forget"):
             self._reload()
+            self._require_fitted(forgetting_allowed=True)
             if "pending_forget" in self.manifest:
                 if verbose:
                     print(f"Finishing the interrupted forget {self.manifest['pending_forget']['id']}.")
@@ -224,6 +225,8 @@ class SISAClassifier:
 
     def verify(self, verbose: int = 0) -> list[dict]:
         """Refits every component a forget touched from scratch and compares weights bit for bit."""
+        self._wait_for_writer()
+        self._require_fitted()
         return unlearning.verify(self, verbose=verbose)
 
     def receipts(self) -> list[dict]:
@@ -234,6 +237,7 @@ class SISAClassifier:
 
         See `keras_sisa.export.export` for the files and the report it returns.
         """
+        self._wait_for_writer()
         return export_files(self, directory, format=format, quantize=quantize, **options)
 
     def report(self, directory: str) -> dict:
@@ -241,6 +245,7 @@ class SISAClassifier:
 
         See `keras_sisa.report.report`; returns the figures' numbers.
         """
+        self._wait_for_writer()
         from keras_sisa.report import report  # matplotlib loads only when a report is asked for
 
         return report(self, directory)
@@ -265,6 +270,7 @@ class SISAClassifier:
         With a gate, `routing_accuracy` is the share of those images it sends to the shard
         that holds their class, which bounds the ensemble's accuracy.
         """
+        self._wait_for_writer()
         if x is None:
             test = audits.test_data(self)
             if test is None:
@@ -275,12 +281,26 @@ class SISAClassifier:
 
     def to_keras(self) -> keras.Model:
         """The ensemble as one Keras model: raw images in, probabilities over `classes` out."""
-        status = self.manifest["status"]
-        if status != "fitted":
-            action = "keras-sisa forget RUN" if status == "forgetting" else "keras-sisa fit --out RUN"
-            raise InputError(f"The run {self.directory} is {status}: a command was interrupted or is "
-                             f"running. Run `{action}` to finish it.")
+        self._wait_for_writer()
+        self._require_fitted()
         return self._ensemble()
+
+    def _wait_for_writer(self) -> None:
+        """A reader of a run that a live command is changing waits for it, then reads anew."""
+        if self.manifest["status"] != "fitted" and wait_for_writer(self.directory):
+            self._reload()
+
+    def _require_fitted(self, forgetting_allowed: bool = False) -> None:
+        """Refuses, with what to run, a run whose fit or forget has not finished."""
+        status = self.manifest["status"]
+        if status == "fitted" or (forgetting_allowed and status == "forgetting"):
+            return
+        if status == "forgetting":
+            action = f"keras-sisa forget {self.directory}"
+        else:
+            action = f"keras-sisa fit --out {self.directory}"
+        raise InputError(f"The run {self.directory} is {status}: a command was interrupted or is "
+                         f"running. Run `{action}` to finish it first.")
 
     def _ensemble(self) -> keras.Model:
         """The ensemble of the components' last checkpoints, built once per change of the run."""
@@ -379,12 +399,7 @@ class SISAClassifier:
     def _check_builders(self, input_shape: tuple) -> None:
         """Builds each model once before anything is written, so a bad builder fails early."""
         for builder in (self.model_fn, self.gate_fn):
-            try:
-                model = builder(input_shape, 2)
-            except Exception as error:
-                raise InputError(f"Model builder {models.spec_of(builder) or builder!r} failed for "
-                                 f"input shape {input_shape}: {error}") from None
-            models.head_of(model)
+            models.check_builder(builder, input_shape)
 
     def _check_importable(self, execution: Execution, threads: int) -> None:
         """Refuses, before anything is written, builders that another process could not import."""

@@ -81,6 +81,8 @@ def _images(x, name: str) -> np.ndarray:
     x = np.asarray(x)
     if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise InputError(f"Expected `{name}` to hold numbers, got dtype {x.dtype}.")
+    if np.issubdtype(x.dtype, np.complexfloating):
+        raise InputError(f"`{name}` holds complex numbers; pixels must be real values in 0..255.")
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4 or x.shape[-1] not in (1, 3):
@@ -88,6 +90,9 @@ def _images(x, name: str) -> np.ndarray:
                          f"got shape {x.shape}.")
     if len(x) == 0:
         raise InputError(f"`{name}` holds no images.")
+    if 0 in x.shape[1:3]:
+        raise InputError(f"`{name}` holds images of {x.shape[1]}x{x.shape[2]} pixels; images need at "
+                         "least one pixel (the default models take 16x16 or more).")
     if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
         raise InputError(f"`{name}` contains NaN or infinite pixel values; clean the images first.")
     low, high = float(x.min()), float(x.max())
@@ -113,6 +118,22 @@ def _labels(y, count: int, num_classes: int, name: str) -> np.ndarray:
         raise InputError(f"`{name}` has label {bad[0]} out of range; expected 0..{num_classes - 1} "
                          f"for {num_classes} class names.")
     return y
+
+
+def numbered_classes(y, name: str = "`y`") -> list[str]:
+    """Class names "0".."K-1" for integer labels given without names. A label larger than
+    the number of images is refused: it would make classes with no image (and, near
+    2**31, an allocation that fills the memory)."""
+    y = np.asarray(y).reshape(-1)
+    if y.size == 0 or not np.issubdtype(y.dtype, np.number) or np.issubdtype(y.dtype, np.complexfloating):
+        raise InputError(f"{name} must hold integer labels, got {y.size} values of dtype {y.dtype}.")
+    if not np.all(np.isfinite(y)) or not np.array_equal(y, np.round(y)):
+        raise InputError(f"{name} must hold integer labels; it holds NaN, infinite or fractional values.")
+    low, high = float(np.min(y)), float(np.max(y))
+    if low < 0 or high >= y.size:
+        raise InputError(f"{name} has labels {low:g}..{high:g} for {y.size} images and no class names; "
+                         "number the classes 0..K-1 or give class_names.")
+    return [str(i) for i in range(int(high) + 1)]
 
 
 def class_indices(requested, class_names: list[str]) -> list[int]:
@@ -207,9 +228,7 @@ def load_npz(path: str) -> Dataset:
     if "class_names" in arrays:
         names = [str(n) for n in arrays["class_names"].reshape(-1)]
     else:
-        if not np.issubdtype(y_train.dtype, np.number) or y_train.size == 0:
-            raise InputError(f"`y_train` in {path} must hold integer labels, got dtype {y_train.dtype}.")
-        names = [str(i) for i in range(int(np.max(y_train)) + 1)]
+        names = numbered_classes(y_train, f"`y_train` in {path}")
     return validate(Dataset(arrays["x_train"], y_train, arrays["x_test"], arrays["y_test"], names))
 
 

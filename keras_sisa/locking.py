@@ -22,6 +22,39 @@ from keras_sisa.store import Store
 LOCK = ".lock"
 
 
+def holder(root: str) -> str:
+    """Who holds the lock of `root`, as the lock file names it."""
+    try:
+        with open(os.path.join(root, LOCK)) as f:
+            info = json.loads(f.read() or "{}")
+        return f"pid {info['pid']} ({info['command']}, since {info['since']})"
+    except (OSError, ValueError, KeyError):
+        return "another command"
+
+
+def wait_for_writer(root: str, timeout: float = 3600.0) -> bool:
+    """Blocks a reader while a writer holds the lock of `root`, saying so once; returns
+    whether it waited. Takes no lock itself and creates no file."""
+    path = os.path.join(root, LOCK)
+    if "://" in root or not os.path.isfile(path):
+        return False
+    with open(path) as f:
+        deadline, waited = time.monotonic() + timeout, False
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                fcntl.flock(f, fcntl.LOCK_UN)
+                return waited
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise InputError(f"{root} is still locked by {holder(root)}; try again when it "
+                                     "has finished.") from None
+                if not waited:
+                    print(f"Waiting for {root}, locked by {holder(root)}.", file=sys.stderr, flush=True)
+                    waited = True
+                time.sleep(0.2)
+
+
 class RunLock:
     """Holds the write lock of a run directory for the length of a `with` block.
 
@@ -71,12 +104,7 @@ class RunLock:
         return self
 
     def holder(self) -> str:
-        try:
-            with open(os.path.join(self.root, LOCK)) as f:
-                info = json.loads(f.read() or "{}")
-            return f"pid {info['pid']} ({info['command']}, since {info['since']})"
-        except (OSError, ValueError, KeyError):
-            return "another command"
+        return holder(self.root)
 
     def __exit__(self, *exc) -> None:
         if self._file is not None:

@@ -95,6 +95,42 @@ def spec_of(builder: ModelFn) -> str | None:
     return f"{builder.__module__}:{name}"
 
 
+def check_builder(builder: ModelFn, input_shape: tuple) -> None:
+    """Builds `builder`'s model for two and three outputs and refuses, with one line, any
+    model the ensemble cannot grow: so a bad builder fails before a run is written."""
+    name = spec_of(builder) or getattr(builder, "__name__", repr(builder))
+    for num_outputs in (2, 3):
+        try:
+            model = builder(tuple(input_shape), num_outputs)
+        except Exception as error:
+            raise InputError(f"Model builder {name} failed for input shape {tuple(input_shape)}: "
+                             f"{type(error).__name__}: {error}") from None
+        problem = _model_problem(model, tuple(input_shape), num_outputs)
+        if problem:
+            raise InputError(f"Model builder {name}: {problem}. A builder takes (input_shape, "
+                             "num_outputs) and returns a keras.Model on that input ending in "
+                             "Dense(num_outputs).")
+        head_of(model)
+
+
+def _model_problem(model, input_shape: tuple, num_outputs: int) -> str | None:
+    if not isinstance(model, keras.Model):
+        return f"returned {type(model).__name__}, not a keras.Model"
+    try:
+        inputs, outputs = model.inputs, model.outputs
+    except (AttributeError, ValueError):
+        inputs = outputs = None
+    if not inputs or not outputs:
+        return "returned a model that is not built; start it with keras.Input(shape=input_shape)"
+    if len(inputs) != 1 or len(outputs) != 1:
+        return f"returned a model with {len(inputs)} inputs and {len(outputs)} outputs; expected one of each"
+    if tuple(inputs[0].shape[1:]) != input_shape:
+        return f"returned a model for input shape {tuple(inputs[0].shape[1:])}, not the data's {input_shape}"
+    if outputs[0].shape[-1] != num_outputs:
+        return f"returned {outputs[0].shape[-1]} outputs when asked for {num_outputs}"
+    return None
+
+
 def head_of(model: keras.Model) -> keras.layers.Dense:
     """The output layer that grows; builders must end in a Dense layer."""
     head = model.layers[-1]

@@ -99,11 +99,13 @@ def _label(receipt: dict) -> str:
 
 
 def _write(figures: dict, out: str) -> dict:
-    for name, draw in DRAWINGS.items():
-        figure = Figure(figsize=FIGURES[name][1], dpi=DPI)  # drawn off-screen, no pyplot state
-        draw(figure.add_subplot(), figures)
-        figure.tight_layout()
-        figure.savefig(os.path.join(out, FIGURES[name][0]), dpi=DPI)
+    # Class names are text, not mathtext: "$5 shirts" must not parse as a formula.
+    with matplotlib.rc_context({"text.parse_math": False}):
+        for name, draw in DRAWINGS.items():
+            figure = Figure(figsize=FIGURES[name][1], dpi=DPI)  # drawn off-screen, no pyplot state
+            draw(figure.add_subplot(), figures)
+            figure.tight_layout()
+            figure.savefig(os.path.join(out, FIGURES[name][0]), dpi=DPI)
     with open(os.path.join(out, "report.json"), "w") as f:
         f.write(dumps(figures))
     with open(os.path.join(out, "report.html"), "w") as f:

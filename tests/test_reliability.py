@@ -67,6 +67,11 @@ def test_forget_killed_anywhere_is_finished_exactly_and_never_undone(small, refe
     }[point]
     kill_when(start_cli("forget", run, "--class", FORGET), ready)
     assert load(run).info()["status"] == "forgetting"
+    from click.testing import CliRunner
+    from keras_sisa.cli.main import main
+
+    unproven = CliRunner().invoke(main, ["verify", run])
+    assert unproven.exit_code == 2 and f"Run `keras-sisa forget {run}` to finish it first" in unproven.stderr
     shown = run_cli("info", run)
     assert shown.returncode == 0 and f"PENDING forget 1 of 60 images of {FORGET}" in shown.stdout
     deleted = stored_image_hashes_of(small.x_train[small.y_train == small.class_names.index(FORGET)])

@@ -30,3 +30,31 @@ def no_dense_head(input_shape, num_outputs):
     x = keras.layers.Flatten()(inputs)
     x = keras.layers.Dense(num_outputs)(x)
     return keras.Model(inputs, keras.layers.Activation("relu")(x))
+
+
+def returns_none(input_shape, num_outputs):
+    """A builder that forgot its return statement."""
+
+
+def returns_text(input_shape, num_outputs):
+    return "model"
+
+
+def fixed_outputs(input_shape, num_outputs):
+    """A builder with its class count hard-coded."""
+    return tiny_cnn(input_shape, 10)
+
+
+def ignores_input_shape(input_shape, num_outputs):
+    return tiny_cnn((32, 32, 3), num_outputs)
+
+
+def two_inputs(input_shape, num_outputs):
+    first, second = keras.Input(shape=input_shape), keras.Input(shape=input_shape)
+    x = keras.layers.Flatten()(keras.layers.Add()([first, second]))
+    return keras.Model([first, second], keras.layers.Dense(num_outputs)(x))
+
+
+def unbuilt_sequential(input_shape, num_outputs):
+    """A Sequential model without an Input: Keras has not built it yet."""
+    return keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(num_outputs)])

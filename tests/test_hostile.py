@@ -1,0 +1,188 @@
+"""Hostile and careless input: each case ends in one `Error:` line, exit code 2, and no
+half-written run."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from keras_sisa.cli.main import main
+from conftest import FORGET, TINY, start_cli, wait_until, write_npz
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def refused(result, *fragments) -> None:
+    """Exit 2 with a single `Error:` line on stderr naming every fragment, and no traceback."""
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert len(lines) == 1 and lines[0].startswith("Error: "), lines
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def with_model(option, builder):
+    """TINY with `option` (--model or --gate-model) set to tiny_models:`builder`."""
+    options = list(TINY)
+    options[options.index(option) + 1] = f"tiny_models:{builder}"
+    return options
+
+
+@pytest.mark.parametrize("option", ["--model", "--gate-model"])
+@pytest.mark.parametrize("builder, message", [
+    ("returns_none", "returned NoneType, not a keras.Model"),
+    ("returns_text", "returned str, not a keras.Model"),
+    ("fixed_outputs", "returned 10 outputs when asked for 2"),
+    ("ignores_input_shape", "for input shape (32, 32, 3), not the data's (28, 28, 1)"),
+    ("two_inputs", "2 inputs and 1 outputs"),
+    ("unbuilt_sequential", "not built"),
+])
+def test_bad_model_builders_are_refused_before_anything_is_written(small_npz, tmp_path, option, builder, message):
+    out = tmp_path / "run"
+    refused(invoke("fit", "--npz", small_npz, *with_model(option, builder), "--out", out), builder, message)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: dict(y_train=np.where(np.arange(len(s.y_train)) == 3, np.nan, s.y_train.astype(float)),
+                    class_names=None), "NaN, infinite or fractional"),
+    (lambda s: dict(y_train=np.where(np.arange(len(s.y_train)) == 0, 2 ** 31, s.y_train), class_names=None),
+     "no class names; number the classes 0..K-1"),
+    (lambda s: dict(x_train=s.x_train.astype(np.complex64) * (1 + 1j)), "complex numbers"),
+    (lambda s: dict(x_train=np.zeros((len(s.y_train), 0, 0), np.uint8),
+                    x_test=np.zeros((len(s.y_test), 0, 0), np.uint8)), "0x0 pixels"),
+])
+def test_insane_labels_and_pixels_are_refused(small, tmp_path, change, message):
+    out = tmp_path / "run"
+    path = write_npz(tmp_path / "bad.npz", small, **change(small))
+    refused(invoke("fit", "--npz", path, *TINY, "--out", out), message)
+    assert not out.exists()
+
+
+def test_more_shards_than_classes_is_refused_but_the_default_follows_the_data(small, tmp_path):
+    three = np.isin(small.y_train, [0, 1, 2])
+    path = write_npz(tmp_path / "three.npz", small, x_train=small.x_train[three], y_train=small.y_train[three])
+    options = [o for o in TINY if o not in ("--shards", "2")]
+    refused(invoke("fit", "--npz", path, *options, "--shards", 5, "--out", tmp_path / "five"), "--shards 5")
+    assert not (tmp_path / "five").exists()
+    planned = invoke("fit", "--npz", path, *options, "--only", "plan", "--out", tmp_path / "run")
+    assert planned.exit_code == 0, planned.output
+    assert "Planned 3 components" in planned.output  # 2 experts of the 3 classes and the gate
+
+
+def test_an_interrupted_fit_is_not_resumed_with_other_options(small_npz, tmp_path):
+    out = tmp_path / "run"
+    assert invoke("fit", "--npz", small_npz, *TINY, "--only", "plan", "--out", out).exit_code == 0
+    other = with_model("--model", "softmax_mlp")
+    other[other.index("--epochs") + 1] = "2"
+    refused(invoke("fit", "--out", out, *other, "--seed", 7), "--model tiny_models:softmax_mlp",
+            "--epochs 2 (the run has 1)", "--seed 7 (the run has 0)", "without them")
+    refused(invoke("forget", out, "--class", "Trouser"), "is fitting", f"keras-sisa fit --out {out}")
+    refused(invoke("verify", out), "is fitting", "to finish it first")
+
+
+def test_export_into_the_run_is_refused(fitted):
+    inside = os.path.join(fitted.directory, "exported")
+    refused(invoke("export", fitted.directory, "--out", inside), "inside the run")
+    assert not os.path.exists(inside)
+
+
+def test_readers_wait_for_a_running_forget_and_answer_after_it(fitted, tmp_path):
+    run = str(tmp_path / "run")
+    shutil.copytree(fitted.directory, run)
+    forgetting = start_cli("forget", run, "--class", FORGET, "--no-audit")
+    wait_until(forgetting, lambda: manifest_status(run) == "forgetting")
+    reader = invoke("evaluate", run, "--json")
+    assert forgetting.wait() == 0
+    assert reader.exit_code == 0 and "Waiting for" in reader.stderr, reader.output
+    assert FORGET not in json.loads(reader.stdout)["per_class"]
+
+
+def manifest_status(run):
+    try:
+        with open(os.path.join(run, "manifest.json")) as f:
+            return json.load(f)["status"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+@pytest.fixture
+def mounted(tmp_path):
+    """Mounts small tmpfs filesystems under tmp_path (root only); unmounts them after the test."""
+    points = []
+
+    def mount(name, options):
+        point = tmp_path / name
+        point.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
+                          capture_output=True).returncode:
+            pytest.skip("mounting a tmpfs needs root")
+        points.append(point)
+        return point
+
+    yield mount
+    for point in points:
+        subprocess.run(["umount", str(point)], check=True)
+
+
+def test_a_read_only_out_is_refused_in_one_line(small_npz, mounted):
+    read_only = mounted("ro", "ro,size=1m")
+    refused(invoke("fit", "--npz", small_npz, *TINY, "--out", read_only / "run"), "Read-only file system")
+    assert not os.listdir(read_only)
+
+
+def test_a_full_disk_stops_a_fit_in_one_line_and_the_same_fit_finishes_after(small_npz, mounted):
+    disk = mounted("disk", "size=256k")
+    out = disk / "run"
+    full = invoke("fit", "--npz", small_npz, *TINY, "--out", out)
+    lines = full.stderr.strip().splitlines()
+    assert full.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: The disk is full"), full.output
+    subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)
+    finished = invoke("fit", "--npz", small_npz, *TINY, "--out", out)
+    assert finished.exit_code == 0, finished.output
+    assert invoke("evaluate", out).exit_code == 0
+
+
+def test_class_names_with_mathtext_characters_make_a_report(small, tmp_path):
+    names = np.array(["$5 tee", "trousers_$x^2$", "sandal\\$", "sneaker"])
+    path = write_npz(tmp_path / "dollars.npz", small, class_names=names)
+    run, out = tmp_path / "run", tmp_path / "report"
+    assert invoke("fit", "--npz", path, *TINY, "--out", run).exit_code == 0
+    made = invoke("report", run, "--out", out)
+    assert made.exit_code == 0, made.output
+    assert "trousers_$x^2$" in (out / "report.json").read_text()
+
+
+def test_a_mixed_photo_folder_fits_forgets_verifies_and_exports_with_default_flags(small, tmp_path):
+    import tensorflow as tf
+
+    root, names = tmp_path / "photos", [name.replace("/", " or ") for name in small.class_names]
+    for c, name in enumerate(names):
+        (root / name).mkdir(parents=True)
+        for k, image in enumerate(small.x_train[small.y_train == c][:40]):
+            if k % 5 == 1:
+                image = tf.image.resize(image, (36, 36)).numpy().round().astype(np.uint8)
+            if k % 4 == 2:
+                image = np.repeat(image, 3, axis=-1)
+            if k % 7 == 3:
+                image = np.concatenate([np.repeat(image[..., :1], 3, axis=-1), np.full_like(image[..., :1], 255)], -1)
+            tf.io.write_file(str(root / name / f"{k}.png"), tf.io.encode_png(image))
+    (root / names[0] / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    os.mkfifo(root / names[1] / "pipe.png")
+    run, exported = tmp_path / "run", tmp_path / "exported"
+    fitted = invoke("fit", "--data-dir", root, "--out", run)
+    assert fitted.exit_code == 0, fitted.output
+    assert "as 28x28 grayscale; resized 32 from other sizes; converted 56 from another colour mode" in fitted.output
+    assert "skipped 2 entries" in fitted.output
+    assert invoke("forget", run, "--class", names[2]).exit_code == 0
+    verified = invoke("verify", run, "--json")
+    assert verified.exit_code == 0 and all(row["identical"] for row in json.loads(verified.stdout))
+    made = invoke("export", run, "--out", exported, "--format", "tflite")
+    assert made.exit_code == 0, made.output
+    assert sorted((exported / "labels.txt").read_text().splitlines()) == sorted(set(names) - {names[2]})
