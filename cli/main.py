@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import sys
 
 import click
@@ -363,20 +364,25 @@ def forget(run, classes, samples_file, workers, backend, ray_address, no_audit) 
 
 
 def read_ids(path: str | None) -> list[int]:
-    """Sample ids from a file, one per line; blank lines and # comments are skipped."""
+    """Sample ids from a file, one ASCII whole number per line; blank lines and # comments
+    are skipped. A file with no id is refused rather than read as "nothing to forget"."""
     if path is None:
         return []
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8", errors="replace") as f:
             lines = [line.split("#")[0].strip() for line in f]
     except OSError as error:
         raise InputError(f"Cannot read --samples file {path}: {error.strerror}.") from None
     ids = []
     for number, line in enumerate(lines, 1):
         if line:
-            if not line.lstrip("-").isdigit():
-                raise InputError(f"{path} line {number}: expected a sample id (a whole number), got {line!r}.")
+            if not re.fullmatch(r"[0-9]{1,18}", line):
+                shown = line if len(line) <= 40 else line[:40] + "..."
+                raise InputError(f"{path} line {number}: expected a sample id (a whole number 0-9), "
+                                 f"got {shown!r}.")
             ids.append(int(line))
+    if not ids:
+        raise InputError(f"{path} holds no sample id; write one id per line.")
     return ids
 
 

@@ -16,7 +16,7 @@ from keras_sisa.data import Dataset, numbered_classes, validate
 from keras_sisa.ensemble import build_ensemble
 from keras_sisa.errors import InputError
 from keras_sisa.export import export as export_files
-from keras_sisa.locking import LOCK, RunLock, wait_for_writer
+from keras_sisa.locking import RunLock, wait_for_writer
 from keras_sisa.metrics import accuracy_report
 from keras_sisa.models import ComponentState, ModelFn
 from keras_sisa.store import FORMAT, MANIFEST, PLAN, Store, checkpoint_path, data_path, timing_path
@@ -124,7 +124,7 @@ class SISAClassifier:
             self.config = dataclasses.replace(self.config, threads=machine_threads())
         self.store.create()
         with RunLock(self.directory, "fit"):
-            self.store.check_new(ignore=[LOCK])
+            self.store.check_new()
             # "preparing" until data, plan and manifest are all written: such a run is discarded.
             self.manifest = self._new_manifest(data)
             self.store.write_json(MANIFEST, self.manifest)

@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import gzip
 import os
+import unicodedata
 
 import numpy as np
 
@@ -60,6 +61,10 @@ def validate(data: Dataset) -> Dataset:
                          "A classifier needs two or more classes.")
     if len(set(names)) != len(names):
         raise InputError(f"Class names must be unique, got {names}.")
+    broken = [n for n in names if not n.strip() or any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in n)]
+    if broken:
+        raise InputError(f"Class name {broken[0]!r} is empty or holds a line break or control character; "
+                         "labels.txt on a device would mislabel it. Rename the class.")
     x_train = _images(data.x_train, "x_train")
     x_test = _images(data.x_test, "x_test")
     if x_train.shape[1:] != x_test.shape[1:]:
@@ -208,11 +213,15 @@ def _numpy(split) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
 
 
+NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test", "class_names")
+
+
 def load_npz(path: str) -> Dataset:
     """Arrays `x_train`, `y_train`, `x_test`, `y_test` and optional `class_names`."""
     try:
         with np.load(path, allow_pickle=False) as f:
-            arrays = {key: f[key] for key in f.files}
+            present = sorted(f.files)
+            arrays = {key: f[key] for key in NPZ_ARRAYS if key in f.files}  # others stay unread
     except FileNotFoundError:
         raise InputError(f"No such npz file: {path}.") from None
     except ValueError as error:
@@ -223,7 +232,7 @@ def load_npz(path: str) -> Dataset:
     missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
     if missing:
         raise InputError(f"{path} lacks arrays {missing}; expected x_train, y_train, x_test, "
-                         f"y_test (and optional class_names), found {sorted(arrays)}.")
+                         f"y_test (and optional class_names), found {present}.")
     y_train = np.asarray(arrays["y_train"])
     if "class_names" in arrays:
         names = [str(n) for n in arrays["class_names"].reshape(-1)]

@@ -10,6 +10,7 @@ for the message a waiting or refused command prints. Stores on remote filesystem
 from __future__ import annotations
 
 import datetime
+import errno
 import fcntl
 import json
 import os
@@ -17,9 +18,8 @@ import sys
 import time
 
 from keras_sisa.errors import InputError
-from keras_sisa.store import Store
+from keras_sisa.store import LOCK, Store
 
-LOCK = ".lock"
 
 
 def holder(root: str) -> str:
@@ -32,13 +32,25 @@ def holder(root: str) -> str:
         return "another command"
 
 
+def open_lock(path: str, flags: int, mode: str):
+    """Opens the lock file without following a symbolic link: a link planted there would
+    make the lock holder overwrite whatever file it points to."""
+    try:
+        return os.fdopen(os.open(path, flags | os.O_NOFOLLOW, 0o644), mode)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise InputError(f"{path} is a symbolic link; a run's lock must be a plain file. "
+                             "Remove the link and run the command again.") from None
+        raise
+
+
 def wait_for_writer(root: str, timeout: float = 3600.0) -> bool:
     """Blocks a reader while a writer holds the lock of `root`, saying so once; returns
     whether it waited. Takes no lock itself and creates no file."""
     path = os.path.join(root, LOCK)
     if "://" in root or not os.path.isfile(path):
         return False
-    with open(path) as f:
+    with open_lock(path, os.O_RDONLY, "r") as f:
         deadline, waited = time.monotonic() + timeout, False
         while True:
             try:
@@ -77,7 +89,7 @@ class RunLock:
         if "://" in self.root:
             return self
         path = os.path.join(self.root, LOCK)
-        self._file = open(path, "a+")
+        self._file = open_lock(path, os.O_RDWR | os.O_CREAT, "a+")
         deadline, told = time.monotonic() + self.timeout, False
         while True:
             try:

@@ -33,6 +33,7 @@ from keras_sisa.errors import InputError
 MANIFEST = "manifest.json"
 PLAN = "plan.json"
 FORMAT = "keras-sisa-run/1"
+LOCK = ".lock"  # the writers' lock file (locking.py); alone, it means nothing was written yet
 PARTIAL = ".tmp-"  # marks a file being written; renamed into place when complete
 T = TypeVar("T")
 
@@ -42,6 +43,9 @@ class Store:
 
     def __init__(self, root: str):
         self.root = root.rstrip("/")
+        if not self.root or self.root.endswith(":"):
+            raise InputError(f"{root!r} is not a directory for a run (it is the filesystem root or "
+                             "empty); give a path such as runs/fashion.")
 
     def path(self, relative: str) -> str:
         return f"{self.root}/{relative}"
@@ -62,12 +66,13 @@ class Store:
         self.check_new()
         tf.io.gfile.makedirs(self.root)
 
-    def check_new(self, ignore: list[str] = ()) -> None:
-        """Raises `InputError` unless the directory is absent or empty (but for `ignore`)."""
+    def check_new(self) -> None:
+        """Raises `InputError` unless the directory is absent or holds at most a lock file
+        (left by a fit killed before it wrote anything)."""
         if tf.io.gfile.exists(self.root):
             if not tf.io.gfile.isdir(self.root):
                 raise InputError(f"--out {self.root} is a file; give a new directory for the run.")
-            if set(tf.io.gfile.listdir(self.root)) - set(ignore):
+            if set(tf.io.gfile.listdir(self.root)) - {LOCK}:
                 raise InputError(f"--out {self.root} already exists and is not empty; choose a new "
                                  "directory or delete that one.")
 
@@ -96,7 +101,15 @@ class Store:
         return self.write_bytes(relative, dumps(value).encode())
 
     def read_json(self, relative: str):
-        return json.loads(self.read_bytes(relative))
+        """The JSON file `relative`; a missing or unreadable one is named in an `InputError`."""
+        try:
+            return json.loads(self.read_bytes(relative))
+        except tf.errors.NotFoundError:
+            raise InputError(f"{self.path(relative)} is missing; the run is incomplete. Finish or redo "
+                             "the command that made it.") from None
+        except ValueError as error:
+            raise InputError(f"{self.path(relative)} is corrupted ({type(error).__name__}); restore "
+                             "it from a backup.") from None
 
     def write_arrays(self, relative: str, arrays: dict[str, np.ndarray]) -> str:
         buffer = io.BytesIO()

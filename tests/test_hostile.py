@@ -5,11 +5,13 @@ import json
 import os
 import shutil
 import subprocess
+import zipfile
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from keras_sisa import data
 from keras_sisa.cli.main import main
 from conftest import FORGET, TINY, start_cli, wait_until, write_npz
 
@@ -186,3 +188,64 @@ def test_a_mixed_photo_folder_fits_forgets_verifies_and_exports_with_default_fla
     made = invoke("export", run, "--out", exported, "--format", "tflite")
     assert made.exit_code == 0, made.output
     assert sorted((exported / "labels.txt").read_text().splitlines()) == sorted(set(names) - {names[2]})
+
+
+@pytest.mark.parametrize("out", ["/", "//", ""])
+def test_the_filesystem_root_is_not_a_run(small_npz, out):
+    refused(invoke("fit", "--npz", small_npz, *TINY, "--out", out), "not a directory for a run")
+
+
+def test_a_symlinked_lock_is_refused_and_its_target_untouched(fitted, tmp_path):
+    run, target = tmp_path / "run", tmp_path / "precious.txt"
+    shutil.copytree(fitted.directory, run)
+    target.write_text("keep me")
+    (run / ".lock").unlink(missing_ok=True)
+    (run / ".lock").symlink_to(target)
+    refused(invoke("forget", run, "--class", FORGET), ".lock is a symbolic link")
+    assert target.read_text() == "keep me"
+
+
+def test_a_fit_killed_after_taking_its_lock_can_be_run_again(small_npz, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").write_text("")
+    planned = invoke("fit", "--npz", small_npz, *TINY, "--only", "plan", "--out", out)
+    assert planned.exit_code == 0, planned.output
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda run: (run / "manifest.json").write_bytes(b"\xff" + (run / "manifest.json").read_bytes()[1:]),
+     "manifest.json is corrupted"),
+    (lambda run: (run / "plan.json").unlink(), "plan.json is missing"),
+])
+@pytest.mark.parametrize("command", ["info", "evaluate", "verify", "repair"])
+def test_a_broken_manifest_or_plan_is_named(fitted, tmp_path, damage, message, command):
+    run = tmp_path / "run"
+    shutil.copytree(fitted.directory, run)
+    damage(run)
+    refused(invoke(command, run), message)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("1\n²\n", "got '²'"), ("--1\n", "got '--1'"), ("١\n", "got '١'"), ("", "holds no sample id"),
+    ("7" * 100 + "x\n", "..."), (b"\x00\xff\x01\n", "line 1"),
+])
+def test_bad_samples_files_are_refused(fitted, tmp_path, content, message):
+    path = tmp_path / "ids.txt"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    result = invoke("forget", fitted.directory, "--samples", path)
+    refused(result, message)
+    assert len(result.stderr) < 300
+
+
+def test_class_names_with_line_breaks_are_refused(small, tmp_path):
+    path = write_npz(tmp_path / "names.npz", small, class_names=np.array(["tee", "trou\nsers", "sandal", "sneaker"]))
+    refused(invoke("fit", "--npz", path, *TINY, "--out", tmp_path / "run"), "line break")
+    assert not (tmp_path / "run").exists()
+
+
+def test_unused_npz_members_are_not_read(small, tmp_path):
+    path = write_npz(tmp_path / "extra.npz", small, padding=np.zeros(1, np.uint8))
+    with zipfile.ZipFile(path, "a") as bundle:  # a member that is not valid npy: reading it would fail
+        bundle.writestr("unused.npy", b"not an array")
+    assert len(data.load(npz=path).y_train) == len(small.y_train)
