@@ -1,12 +1,26 @@
-"""keras-sisa: exact machine unlearning for Keras image classifiers (SISA ensembles)."""
+"""keras-sisa: exact machine unlearning for Keras image classifiers (SISA ensembles).
 
-from keras_sisa.classifier import SISAClassifier, load
-from keras_sisa.data import Dataset
-from keras_sisa.errors import ExportError, InputError
-from keras_sisa.models import default_cnn, small_gate, strided_gate
-from keras_sisa.parallel import Execution
-from keras_sisa.training import TrainingConfig
+The public names load on first use, so that `import keras_sisa.cli.entry` (the
+console script) can answer `--version` without importing TensorFlow.
+"""
 
-__all__ = ["SISAClassifier", "load", "Dataset", "InputError", "ExportError", "TrainingConfig", "Execution",
-           "default_cnn", "small_gate", "strided_gate"]
+import importlib
+
+_EXPORTS = {
+    "SISAClassifier": "keras_sisa.classifier", "load": "keras_sisa.classifier",
+    "Dataset": "keras_sisa.data", "InputError": "keras_sisa.errors", "ExportError": "keras_sisa.errors",
+    "TrainingConfig": "keras_sisa.training", "Execution": "keras_sisa.parallel",
+    "default_cnn": "keras_sisa.models", "small_gate": "keras_sisa.models", "strided_gate": "keras_sisa.models",
+}
+__all__ = list(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'keras_sisa' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -77,3 +77,17 @@ def test_wheel_installs_cli_and_export_inside_the_package(tmp_path):
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
     assert top == {"keras_sisa"}
     assert "keras_sisa/cli/main.py" in names and "keras_sisa/export/__init__.py" in names
+
+
+def test_version_answers_without_tensorflow_and_commands_print_no_native_logs(tmp_path):
+    import subprocess
+    import sys
+
+    version = subprocess.run(["keras-sisa", "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("keras-sisa, version")
+    probe = "import sys, keras_sisa.cli.entry; print('tensorflow' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
+    refused = subprocess.run(["keras-sisa", "info", str(tmp_path)], capture_output=True, text=True)
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
+        f"Error: {tmp_path} is not a keras-sisa run (no manifest.json); give the --out directory of a "
+        "`keras-sisa fit`."]
