@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from keras_sisa.errors import InputError
+from keras_sisa.optional import require
 
 SUPPORTED = ("Rescaling", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "MaxPooling2D",
              "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten", "Dense",
@@ -34,7 +35,7 @@ def chain_layers(model: keras.Model) -> list[keras.layers.Layer]:
 
 def to_tf_keras(model: keras.Model):
     """The same model in tf_keras, with the same weights."""
-    import tf_keras
+    tf_keras = require("tf_keras")
 
     layers = chain_layers(model)
     inputs = tf_keras.Input(shape=model.input_shape[1:])

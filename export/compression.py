@@ -15,6 +15,7 @@ import numpy as np
 
 from keras_sisa.ensemble import build_ensemble
 from keras_sisa.errors import InputError
+from keras_sisa.optional import require
 from keras_sisa.export.bridge import copy_back, to_tf_keras
 from keras_sisa.models import ComponentState, outputs_probabilities
 from keras_sisa.training import enable_determinism
@@ -55,7 +56,7 @@ class Compression:
 
 def compressed_ensemble(sisa, compression: Compression, verbose: int = 0) -> tuple[keras.Model, dict]:
     """The ensemble rebuilt from fine-tuned components, and the measured weight sparsity."""
-    import tensorflow_model_optimization as tfmot
+    tfmot = require("tensorflow_model_optimization")
 
     samples = load_samples(sisa.store, sisa.plan)
     states = {}
@@ -75,7 +76,7 @@ def compressed_ensemble(sisa, compression: Compression, verbose: int = 0) -> tup
 def _fine_tune(tfmot, model: keras.Model, x: np.ndarray, compression: Compression, verbose: int) -> None:
     """Distils the component into its tfmot-wrapped twin: the targets are the component's own
     probabilities, so the compressed ensemble keeps agreeing with the one it came from."""
-    import tf_keras
+    tf_keras = require("tf_keras")
 
     logits = not outputs_probabilities(model)
     teacher = model.predict(x, batch_size=compression.batch_size, verbose=0)

@@ -7,6 +7,8 @@ import time
 
 import numpy as np
 
+from keras_sisa.optional import require
+
 
 class LiteModel:
     """A `.tflite` model in the LiteRT interpreter: raw images in, probabilities out.
@@ -15,9 +17,9 @@ class LiteModel:
     """
 
     def __init__(self, path: str, threads: int = 1):
-        from ai_edge_litert.interpreter import Interpreter
+        litert = require("ai_edge_litert.interpreter")
 
-        self.interpreter = Interpreter(model_path=path, num_threads=threads)
+        self.interpreter = litert.Interpreter(model_path=path, num_threads=threads)
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]

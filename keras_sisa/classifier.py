@@ -19,6 +19,7 @@ from keras_sisa.export import export as export_files
 from keras_sisa.locking import RunLock, wait_for_writer
 from keras_sisa.metrics import accuracy_report
 from keras_sisa.models import ComponentState, ModelFn
+from keras_sisa.optional import require
 from keras_sisa.store import FORMAT, MANIFEST, PLAN, Store, checkpoint_path, data_path, timing_path
 from keras_sisa.parallel import Execution, train_components
 from keras_sisa.tasks import resume_point
@@ -246,6 +247,7 @@ class SISAClassifier:
         See `keras_sisa.report.report`; returns the figures' numbers.
         """
         self._wait_for_writer()
+        require("matplotlib")
         from keras_sisa.report import report  # matplotlib loads only when a report is asked for
 
         return report(self, directory)

@@ -16,6 +16,7 @@ import numpy as np
 
 from keras_sisa import folders
 from keras_sisa.errors import InputError
+from keras_sisa.optional import require
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = (
@@ -191,7 +192,7 @@ def _read_idx(path: str) -> np.ndarray:
 
 def load_tfds(name: str, data_dir: str | None = None) -> Dataset:
     """Any TFDS image-classification dataset with `train` and `test` splits."""
-    import tensorflow_datasets as tfds
+    tfds = require("tensorflow_datasets")
 
     try:
         (train, test), info = tfds.load(name, split=["train", "test"], as_supervised=True,
@@ -207,7 +208,7 @@ def load_tfds(name: str, data_dir: str | None = None) -> Dataset:
 
 
 def _numpy(split) -> tuple[np.ndarray, np.ndarray]:
-    import tensorflow_datasets as tfds
+    tfds = require("tensorflow_datasets")
 
     batches = list(tfds.as_numpy(split.batch(4096)))
     return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])

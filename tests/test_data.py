@@ -141,3 +141,11 @@ def test_npz_missing_arrays_is_refused(small, tmp_path):
     np.savez(path, x_train=small.x_train, y_train=small.y_train)
     with pytest.raises(InputError, match="lacks arrays"):
         data.load(npz=str(path))
+
+
+def test_a_missing_optional_package_names_its_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # as if never installed
+    with pytest.raises(InputError, match=r"pip install 'keras-sisa\[tfds\]'"):
+        data.load("tfds:cifar10")
