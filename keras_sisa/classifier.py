@@ -85,7 +85,7 @@ class SISAClassifier:
 
     def fit(self, x, y, class_names: list[str] | None = None, test_data=None,
             sample_ids=None, plan: plans.Plan | None = None, verbose: int = 1, workers: int = 1,
-            backend: str = "local", ray_address: str | None = None) -> SISAClassifier:
+            backend: str = "local", ray_address: str | None = None, callbacks=None) -> SISAClassifier:
         """Plans the shards and slices, then trains every component slice by slice.
 
         `test_data=(x_test, y_test)` is kept in the run for `evaluate` without arguments;
@@ -94,8 +94,10 @@ class SISAClassifier:
         that is the fit a forget must reproduce exactly. `workers` trains components in
         that many local processes; `backend="ray"` makes each one a Ray task (on the
         cluster at `ray_address`, or a local Ray runtime). The weights are the same.
+        `callbacks` (Keras callbacks such as TensorBoard or CSVLogger) see every slice's
+        fit; `histories()` keeps each slice's losses and stopping point in any case.
         """
-        execution = Execution(workers, backend, ray_address)
+        execution = Execution(workers, backend, ray_address, callbacks=callbacks)
         self._check_importable(execution, self.config.threads or machine_threads())
         self.prepare(x, y, class_names, test_data, sample_ids, plan)
         return self.resume(verbose, execution=execution)
@@ -193,7 +195,8 @@ class SISAClassifier:
             tf.io.gfile.rmtree(self.store.root)
 
     def forget(self, classes=(), samples=(), verbose: int = 1, workers: int = 1,
-               backend: str = "local", ray_address: str | None = None, audit: bool = True) -> dict:
+               backend: str = "local", ray_address: str | None = None, audit: bool = True,
+               callbacks=None) -> dict:
         """Forgets whole classes (names or indices) and single samples (ids), exactly.
 
         Each component is rewound to the checkpoint before the first slice that held
@@ -204,8 +207,9 @@ class SISAClassifier:
         `workers`, `backend` and `ray_address` place the retraining as in `fit`. `audit`
         adds to the receipt where the forgotten test images go now, a membership-inference
         ROC and the retained accuracy (`keras-sisa report` plots them); it costs predictions.
+        `callbacks` see every retrained slice's fit, as in `fit`.
         """
-        execution = Execution(workers, backend, ray_address)
+        execution = Execution(workers, backend, ray_address, callbacks=callbacks)
         self._check_importable(execution, self.config.threads or process_threads())
         with RunLock(self.directory, "forget"):
             self._reload()

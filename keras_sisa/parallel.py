@@ -47,12 +47,15 @@ class Execution:
         backend: "local", or "ray" for one Ray task per component.
         ray_address: the Ray cluster to join (default: start a local Ray runtime).
         retries: how often a component whose worker died is run again.
+        callbacks: Keras callbacks given to every slice's `fit` (TensorBoard, CSVLogger,
+            your own); they run in this process, so only with one local worker.
     """
 
     workers: int = 1
     backend: str = "local"
     ray_address: str | None = None
     retries: int = 2
+    callbacks: tuple = ()
 
     def __post_init__(self):
         if not isinstance(self.workers, (int, np.integer)) or self.workers < 1:
@@ -65,6 +68,10 @@ class Execution:
             raise InputError("--workers applies to the local backend; Ray places its tasks itself.")
         if self.ray_address and self.backend != "ray":
             raise InputError("--ray-address needs --backend ray.")
+        object.__setattr__(self, "callbacks", tuple(self.callbacks or ()))  # frozen: set once here
+        if self.callbacks and (self.workers > 1 or self.backend != "local"):
+            raise InputError("callbacks run in this process; train with workers=1 and the local backend "
+                             "to use them.")
 
     def leaves_process(self, threads: int) -> bool:
         """Whether components train outside this process: in workers, on Ray, or in a child
@@ -91,8 +98,12 @@ def train_components(directory: str, names: list[str], execution: Execution,
     if not execution.leaves_process(threads):
         samples = load_samples(store, plan)
         compiled = CompiledModels()
-        return {n: train_in_run(directory, n, builder_of(plan.component(n)), samples, verbose, compiled)
-                for n in names}
+        return {n: train_in_run(directory, n, builder_of(plan.component(n)), samples, verbose, compiled,
+                                execution.callbacks) for n in names}
+    if execution.callbacks:
+        raise InputError(f"callbacks run in this process, but its TensorFlow thread pool ({process_threads()}) "
+                         f"is not the run's ({threads}); set TF_NUM_INTRAOP_THREADS={threads} and "
+                         f"TF_NUM_INTEROP_THREADS={threads} to use them.")
     return _in_processes(directory, names, execution, threads, verbose)
 
 

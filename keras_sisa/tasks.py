@@ -59,12 +59,12 @@ def builder_for(manifest: dict, component: Component) -> ModelFn:
 
 def train_in_run(directory: str, name: str, builder: ModelFn | None = None,
                  samples: Samples | None = None, verbose: int = 0,
-                 compiled: CompiledModels | None = None) -> float:
+                 compiled: CompiledModels | None = None, callbacks: tuple = ()) -> float:
     """Trains component `name` of the run at `directory` from its resume point; returns seconds.
 
     `builder` and `samples` default to the manifest's builder and the stored data; a
     caller that trains several components in one process passes them, and one
-    `compiled`, to save reloading and recompiling.
+    `compiled`, to save reloading and recompiling. `callbacks` go to every slice's fit.
     """
     store = Store(directory)
     manifest = store.read_json(MANIFEST)
@@ -83,5 +83,5 @@ def train_in_run(directory: str, name: str, builder: ModelFn | None = None,
                     tuple(manifest["input_shape"]),
                     samples if samples is not None else load_samples(store, plan),
                     TrainingConfig.from_manifest(manifest["config"]), start=start, verbose=verbose,
-                    compiled=compiled)
+                    compiled=compiled, callbacks=callbacks)
     return time.perf_counter() - began

@@ -275,12 +275,14 @@ class CompiledModels:
 
 def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input_shape: tuple,
                     samples: Samples, config: TrainingConfig, start: int = 0, verbose: int = 1,
-                    compiled: CompiledModels | None = None) -> ComponentState:
+                    compiled: CompiledModels | None = None, callbacks: tuple = ()) -> ComponentState:
     """Trains component `name` over its slices from index `start`, checkpointing each one.
 
     Slice `start` begins from the checkpoint of slice `start - 1`, so `start > 0`
     continues or rewinds a component; `start == 0` first writes its initial state.
     A caller training several components passes one `compiled` to all of them.
+    `callbacks` (the user's) see every slice's fit, after ours: they observe the
+    training; one that changes it (the learning rate, the weights) breaks exactness.
     """
     component = plan.component(name)
     slices = component.slices
@@ -341,6 +343,7 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
             "samples": len(all_rows), "validation_samples": len(validation), "steps_per_epoch": steps,
             "steps_per_round": fit_options.get("steps_per_epoch", steps)})
         fit_options["callbacks"].append(checkpoint)
+        fit_options["callbacks"].extend(callbacks)
         model.fit(batches, shuffle=False, verbose=verbose, **fit_options)
         state = checkpoint.state
     return state

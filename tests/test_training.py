@@ -76,3 +76,39 @@ def test_moving_average_ends_training_on_the_average_of_every_nth_batch(small, e
     final = [np.asarray(v) for v in model.trainable_variables]
     assert all(np.array_equal(f, e) for f, e in zip(final, expected))
     assert not all(np.allclose(f, w) for f, w in zip(final, log.weights[-1]))
+
+
+def test_users_callbacks_see_every_slice_of_fit_and_forget(small, tmp_path):
+    import keras
+    from keras_sisa import SISAClassifier
+    from tiny_models import tiny_cnn
+
+    class Slices(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.fits, self.batches = 0, 0
+
+        def on_train_begin(self, logs=None):
+            self.fits += 1
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches += 1
+
+    seen, log = Slices(), tmp_path / "log.csv"
+    sisa = SISAClassifier(str(tmp_path / "run"), tiny_cnn, tiny_cnn, shards=2, epochs=2, gate_epochs=2,
+                          batch_size=32, gate_batch_size=32)
+    sisa.fit(small.x_train, small.y_train, small.class_names, sample_ids=small.ids, verbose=0,
+             callbacks=[seen, keras.callbacks.CSVLogger(str(log), append=True)])
+    trained = sum(1 for slices in sisa.recipe()["slices"].values() for s in slices if s["rounds"])
+    assert seen.fits == trained and seen.batches > 0 and len(log.read_text().splitlines()) > trained
+    again = Slices()
+    sisa.forget(classes=[small.class_names[-1]], verbose=0, callbacks=[again])
+    assert again.fits >= 1 and all(row["identical"] for row in sisa.verify())
+
+
+def test_callbacks_with_workers_are_refused():
+    import keras
+    from keras_sisa import Execution, InputError
+
+    with pytest.raises(InputError, match="callbacks run in this process"):
+        Execution(workers=2, callbacks=[keras.callbacks.History()])
