@@ -5,6 +5,13 @@ console script) can answer `--version` without importing TensorFlow.
 """
 
 import importlib
+import os
+
+# In a source checkout, cli/ and export/ sit beside this package (setup.cfg maps them in
+# as keras_sisa.cli and keras_sisa.export); let the checkout import them the same way.
+_checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.isfile(os.path.join(_checkout, "setup.cfg")) and os.path.isdir(os.path.join(_checkout, "export")):
+    __path__.append(_checkout)
 
 _EXPORTS = {
     "SISAClassifier": "keras_sisa.classifier", "load": "keras_sisa.classifier",

@@ -80,9 +80,6 @@ def test_wheel_installs_cli_and_export_inside_the_package(tmp_path):
 
 
 def test_version_answers_without_tensorflow_and_commands_print_no_native_logs(tmp_path):
-    import subprocess
-    import sys
-
     version = subprocess.run(["keras-sisa", "--version"], capture_output=True, text=True)
     assert version.returncode == 0 and version.stdout.startswith("keras-sisa, version")
     probe = "import sys, keras_sisa.cli.entry; print('tensorflow' in sys.modules)"
@@ -91,3 +88,14 @@ def test_version_answers_without_tensorflow_and_commands_print_no_native_logs(tm
     assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
         f"Error: {tmp_path} is not a keras-sisa run (no manifest.json); give the --out directory of a "
         "`keras-sisa fit`."]
+
+
+def test_a_checkout_imports_cli_and_export_as_installed():
+    """Run from the checkout root, its keras_sisa/ shadows an installed copy: cli/ and
+    export/ must still import as keras_sisa.cli and keras_sisa.export."""
+    root = os.path.dirname(TESTS)
+    probe = ("import sys; sys.path.insert(0, '.'); import importlib.util as u; "
+             "print(u.find_spec('keras_sisa.cli').origin); print(u.find_spec('keras_sisa.export').origin)")
+    found = subprocess.run([sys.executable, "-S", "-c", probe], cwd=root, capture_output=True, text=True)
+    assert found.stdout.split() == [os.path.join(root, "cli", "__init__.py"),
+                                    os.path.join(root, "export", "__init__.py")], found.stderr
