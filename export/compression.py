@@ -36,10 +36,10 @@ class Compression:
 
     def __post_init__(self):
         if self.prune is not None and not 0 < self.prune < 1:
-            raise InputError(f"Expected --prune between 0 and 1 (the share of weights set to zero), "
+            raise InputError(f"Expected prune (--prune) between 0 and 1 (the share of weights set to zero), "
                              f"got {self.prune}.")
         if self.prune is not None and self.qat:
-            raise InputError("Give --prune or --qat, not both: a QAT fine-tune would refill pruned weights.")
+            raise InputError("Give prune or qat (--prune, --qat), not both: a QAT fine-tune would refill pruned weights.")
 
     @property
     def active(self) -> bool:

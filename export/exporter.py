@@ -43,9 +43,9 @@ def export(sisa, directory: str, format: str = "both", quantize: str = "none",
     if quantize not in tflite.QUANTIZATIONS:
         raise InputError(f"Unknown quantization {quantize!r}; expected one of {tflite.QUANTIZATIONS}.")
     if quantize != "none" and format == "saved_model":
-        raise InputError(f"--quantize {quantize} applies to TFLite; use --format tflite or both.")
+        raise InputError(f"quantize={quantize!r} (--quantize) applies to TFLite; use format \"tflite\" or \"both\".")
     if qat and quantize != "int8":
-        raise InputError(f"--qat prepares the model for int8; drop --quantize {quantize} or use int8.")
+        raise InputError(f"qat (--qat) prepares the model for int8; drop quantize={quantize!r} or use \"int8\".")
     if _inside(directory, sisa.directory):
         raise InputError(f"Export to {directory} would write inside the run {sisa.directory}, where a "
                          "later forget could not reach it; export to a folder outside the run.")

@@ -160,7 +160,7 @@ def class_indices(requested, class_names: list[str]) -> list[int]:
 def limit_per_class(data: Dataset, n: int) -> Dataset:
     """Keeps the first `n` training images of each class (their ids stay the same)."""
     if n <= 0:
-        raise InputError(f"Expected --limit-per-class to be a positive number, got {n}.")
+        raise InputError(f"Expected limit_per_class (--limit-per-class) to be a positive number, got {n}.")
     keep = np.concatenate([np.flatnonzero(data.y_train == c)[:n]
                            for c in range(len(data.class_names))])
     keep.sort()
@@ -263,7 +263,7 @@ def load_directory(train_dir: str, test_dir: str | None = None, test_split: floa
         return validate(Dataset(train.x, train.y, test.x, test.y, names,
                                 notes=[train.note, "Test folder: " + test.note]))
     if not 0 < test_split < 1:
-        raise InputError(f"Expected --test-split between 0 and 1, got {test_split}.")
+        raise InputError(f"Expected test_split (--test-split) between 0 and 1, got {test_split}.")
     rng = np.random.default_rng(seed)
     held = np.zeros(len(train.y), bool)
     for c in range(len(names)):
@@ -280,7 +280,7 @@ def load(dataset: str | None = None, data_dir: str | None = None, test_dir: str 
     """Resolves the CLI's data options to a dataset: exactly one source, default Fashion-MNIST."""
     chosen = [s for s in (dataset, data_dir, npz) if s is not None]
     if len(chosen) > 1:
-        raise InputError("Give one data source: --dataset, --data-dir or --npz, not several.")
+        raise InputError("Give one data source: dataset, data_dir or npz (--dataset, --data-dir, --npz), not several.")
     if data_dir is not None:
         data = load_directory(data_dir, test_dir, **directory_options)
     elif npz is not None:

@@ -59,15 +59,15 @@ class Execution:
 
     def __post_init__(self):
         if not isinstance(self.workers, (int, np.integer)) or self.workers < 1:
-            raise InputError(f"Expected --workers to be 1 or more, got {self.workers!r}.")
+            raise InputError(f"Expected workers (--workers) to be 1 or more, got {self.workers!r}.")
         if self.backend not in BACKENDS:
             raise InputError(f"Unknown backend {self.backend!r}; expected one of {BACKENDS}.")
         if self.backend == "ray" and importlib.util.find_spec("ray") is None:
-            raise InputError("--backend ray needs Ray: pip install 'keras-sisa[ray]'.")
+            raise InputError("backend=\"ray\" (--backend ray) needs Ray: pip install 'keras-sisa[ray]'.")
         if self.workers > 1 and self.backend != "local":
-            raise InputError("--workers applies to the local backend; Ray places its tasks itself.")
+            raise InputError("workers (--workers) applies to the local backend; Ray places its tasks itself.")
         if self.ray_address and self.backend != "ray":
-            raise InputError("--ray-address needs --backend ray.")
+            raise InputError("ray_address (--ray-address) needs backend=\"ray\" (--backend ray).")
         object.__setattr__(self, "callbacks", tuple(self.callbacks or ()))  # frozen: set once here
         if self.callbacks and (self.workers > 1 or self.backend != "local"):
             raise InputError("callbacks run in this process; train with workers=1 and the local backend "

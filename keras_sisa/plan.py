@@ -122,7 +122,7 @@ def class_plan(y: np.ndarray, ids: np.ndarray, shards: int, classes_per_slice: i
     order = _order(present, class_order)
     _check_counts(shards, classes_per_slice)
     if shards > len(present):
-        raise InputError(f"--shards {shards} is more than the {len(present)} classes present; "
+        raise InputError(f"shards={shards} (--shards) is more than the {len(present)} classes present; "
                          "class-isolated shards need at least one class each.")
     size = {c: int(np.sum(y == c)) for c in present}
     members = _similar_groups(x, y, order, size, shards) if x is not None else _dealt(order, size, shards)
@@ -176,7 +176,7 @@ def random_plan(y: np.ndarray, ids: np.ndarray, shards: int, slices: int, seed: 
     """Random shards and slices, as in the original SISA paper; no gate, experts are averaged."""
     _check_counts(shards, slices)
     if shards * slices > len(ids):
-        raise InputError(f"--shards {shards} x --slices {slices} is more than the {len(ids)} "
+        raise InputError(f"shards={shards} x slices={slices} (--shards, --slices) is more than the {len(ids)} "
                          "training images; lower them.")
     order = np.random.default_rng(seed_for(seed, "plan")).permutation(len(ids))
     components = []
@@ -199,7 +199,7 @@ def _order(present: list[int], class_order: list[int] | None) -> list[int]:
     named = list(class_order or [])
     unknown = [c for c in named if c not in present]
     if unknown or len(set(named)) != len(named):
-        raise InputError(f"--class-order must name distinct classes present in the data; "
+        raise InputError(f"class_order (--class-order) must name distinct classes present in the data; "
                          f"got {named}, present {present}.")
     return [c for c in present if c not in named] + named
 

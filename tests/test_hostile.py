@@ -71,7 +71,7 @@ def test_more_shards_than_classes_is_refused_but_the_default_follows_the_data(sm
     three = np.isin(small.y_train, [0, 1, 2])
     path = write_npz(tmp_path / "three.npz", small, x_train=small.x_train[three], y_train=small.y_train[three])
     options = [o for o in TINY if o not in ("--shards", "2")]
-    refused(invoke("fit", "--npz", path, *options, "--shards", 5, "--out", tmp_path / "five"), "--shards 5")
+    refused(invoke("fit", "--npz", path, *options, "--shards", 5, "--out", tmp_path / "five"), "shards=5 (--shards)")
     assert not (tmp_path / "five").exists()
     planned = invoke("fit", "--npz", path, *options, "--only", "plan", "--out", tmp_path / "run")
     assert planned.exit_code == 0, planned.output

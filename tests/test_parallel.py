@@ -122,8 +122,8 @@ def test_bad_only_exits_2_and_changes_nothing(planned, args, message):
 
 @pytest.mark.parametrize("args, message", [
     (["--workers", "0"], "--workers to be 1 or more"),
-    (["--ray-address", "localhost:6379"], "--ray-address needs --backend ray"),
-    (["--workers", "2", "--backend", "ray"], "--workers applies to the local backend"),
+    (["--ray-address", "localhost:6379"], "(--ray-address) needs backend=\"ray\" (--backend ray)"),
+    (["--workers", "2", "--backend", "ray"], "(--workers) applies to the local backend"),
 ])
 def test_bad_execution_options_exit_2_before_writing(small_npz, tmp_path, args, message):
     result = run_cli("fit", "--npz", small_npz, *TINY, "--out", str(tmp_path / "run"), *args)
