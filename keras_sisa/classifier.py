@@ -451,6 +451,7 @@ class SISAClassifier:
         """
         with RunLock(self.directory, "repair"):
             self._reload()
+            self._require_fitted()  # a pending forget or fit finishes first; repair mends a settled run
             problems = self.integrity_problems()
             for path, problem in problems.items():
                 if not path.startswith("checkpoints/"):

@@ -66,7 +66,7 @@ class TrainingConfig:
     the earlier slices' held-out data) has not improved for `patience` epochs, and keeps
     its best epoch's weights, so a recipe adapts to a dataset's size and difficulty.
     Explicit `epochs` or `gate_epochs` train a fixed number of epochs and hold nothing out.
-    A run keeps the config it was fitted with. See docs/design.md for how the defaults
+    A run keeps the config it was fitted with. See docs/benchmarks.md for how the defaults
     were measured.
 
     Example:

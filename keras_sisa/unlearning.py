@@ -183,6 +183,22 @@ def _purge(store: Store, new_plan: Plan, deleted: set[int], pending: dict) -> No
             tf.io.gfile.rmtree(folder)
 
 
+def check_receipt_chain(receipts: list[dict], current: dict[str, str]) -> None:
+    """Each receipt must start from the weights the one before it left, and the last must
+    have left the weights the run holds now; otherwise the run changed outside keras-sisa."""
+    states = [(f"receipt {r['id']}", r.get("checksums_before", {}), r.get("checksums_after", {})) for r in receipts]
+    for (earlier, _, left), (later, found, _) in zip(states, states[1:]):
+        changed = sorted(n for n in set(left) & set(found) if left[n] != found[n])
+        if changed:
+            raise InputError(f"{later} starts from other weights of {changed[0]} than {earlier} left; the "
+                             "run was changed outside keras-sisa. Refit it from your data.")
+    if states:
+        changed = sorted(n for n in set(states[-1][2]) & set(current) if states[-1][2][n] != current[n])
+        if changed:
+            raise InputError(f"The weights of {changed[0]} differ from what {states[-1][0]} left; the run was "
+                             "changed outside keras-sisa. Refit it from your data.")
+
+
 def verify(sisa, verbose: int = 0) -> list[dict]:
     """Refits from scratch every component a forget touched, on the current plan and data,
     and compares its weights bit for bit with the stored ones."""
@@ -192,6 +208,7 @@ def verify(sisa, verbose: int = 0) -> list[dict]:
                          f"{process_threads()}, which would change the bits; set TF_NUM_INTRAOP_THREADS="
                          f"{threads} and TF_NUM_INTEROP_THREADS={threads} and verify again.")
     receipts = sisa.receipts()
+    check_receipt_chain(receipts, {c.name: sisa.component_state(c.name).digest() for c in sisa.plan.components})
     names = {c.name for c in sisa.plan.components}
     touched = sorted({n for r in receipts for n in r["rewound"]} & names)
     samples = load_samples(sisa.store, sisa.plan)

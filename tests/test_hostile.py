@@ -190,9 +190,13 @@ def test_a_mixed_photo_folder_fits_forgets_verifies_and_exports_with_default_fla
     assert sorted((exported / "labels.txt").read_text().splitlines()) == sorted(set(names) - {names[2]})
 
 
-@pytest.mark.parametrize("out", ["/", "//", ""])
-def test_the_filesystem_root_is_not_a_run(small_npz, out):
-    refused(invoke("fit", "--npz", small_npz, *TINY, "--out", out), "not a directory for a run")
+@pytest.mark.parametrize("out", ["/", "//", "", "gs://"])
+def test_the_filesystem_root_is_not_a_run(out):
+    from keras_sisa import InputError
+    from keras_sisa.store import Store
+
+    with pytest.raises(InputError, match="not a directory for a run"):  # checked on the path, never by writing
+        Store(out)
 
 
 def test_a_symlinked_lock_is_refused_and_its_target_untouched(fitted, tmp_path):
@@ -249,3 +253,34 @@ def test_unused_npz_members_are_not_read(small, tmp_path):
     with zipfile.ZipFile(path, "a") as bundle:  # a member that is not valid npy: reading it would fail
         bundle.writestr("unused.npy", b"not an array")
     assert len(data.load(npz=path).y_train) == len(small.y_train)
+
+
+def test_verify_refuses_a_broken_receipt_chain(fitted, tmp_path):
+    import hashlib
+
+    run = tmp_path / "run"
+    shutil.copytree(fitted.directory, run)
+    assert invoke("forget", run, "--class", FORGET, "--no-audit").exit_code == 0
+    receipt_path = run / "receipts" / "0001.json"
+    receipt = json.loads(receipt_path.read_text())
+    name = sorted(receipt["checksums_after"])[0]
+    receipt["checksums_after"][name] = "0" * 64  # an edit that rewrites the file checksums too
+    receipt_path.write_text(json.dumps(receipt))
+    manifest_path = run / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"]["receipts/0001.json"] = hashlib.sha256(receipt_path.read_bytes()).hexdigest()
+    manifest_path.write_text(json.dumps(manifest))
+    refused(invoke("verify", run), f"The weights of {name} differ from what receipt 1 left")
+
+
+def test_repair_on_a_pending_forget_says_to_finish_it(fitted, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(fitted.directory, run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "fitted"
+    killed = start_cli("forget", str(run), "--class", FORGET, "--no-audit")
+    wait_until(killed, lambda: manifest_status(str(run)) == "forgetting")
+    killed.kill()
+    killed.wait()
+    refused(invoke("repair", run), f"Run `keras-sisa forget {run}` to finish it first")
+    assert invoke("forget", run).exit_code == 0
