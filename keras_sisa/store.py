@@ -2,7 +2,8 @@
 
 Layout (all plain files, JSON and NumPy npz, no pickle):
 
-    RUN/manifest.json               config, classes, versions, checksums of every file
+    RUN/manifest.json               config, classes, versions, checksums of every file, and
+                                    a digest of the manifest itself (`seal`)
     RUN/plan.json                   the partition plan
     RUN/data/<expert>.npz           the training images a shard holds (x, y, ids)
     RUN/data/test.npz               held-out test images
@@ -17,6 +18,7 @@ interrupted command never leaves a half-written file. Paths go through
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import json
 import os
@@ -98,18 +100,19 @@ class Store:
             return f.read()
 
     def write_json(self, relative: str, value) -> str:
-        return self.write_bytes(relative, dumps(value).encode())
+        return self.write_bytes(relative, dumps(seal(value) if relative == MANIFEST else value).encode())
 
     def read_json(self, relative: str):
         """The JSON file `relative`; a missing or unreadable one is named in an `InputError`."""
         try:
-            return json.loads(self.read_bytes(relative))
+            value = json.loads(self.read_bytes(relative))
         except tf.errors.NotFoundError:
             raise InputError(f"{self.path(relative)} is missing; the run is incomplete. Finish or redo "
                              "the command that made it.") from None
         except ValueError as error:
             raise InputError(f"{self.path(relative)} is corrupted ({type(error).__name__}); restore "
                              "it from a backup.") from None
+        return unsealed(value, self.path(relative)) if relative == MANIFEST and isinstance(value, dict) else value
 
     def write_arrays(self, relative: str, arrays: dict[str, np.ndarray]) -> str:
         buffer = io.BytesIO()
@@ -173,6 +176,43 @@ def timing_path(component: str) -> str:
 
 def data_path(component: str) -> str:
     return f"data/{component}.npz"
+
+
+DIGEST = "digest"
+KEY_VARIABLE = "KERAS_SISA_KEY"
+
+
+def digest(text: str) -> str:
+    """SHA-256 of `text`, or its HMAC-SHA256 under the key in $KERAS_SISA_KEY when set."""
+    key = os.environ.get(KEY_VARIABLE)
+    if key:
+        return "hmac-sha256:" + hmac.new(key.encode(), text.encode(), hashlib.sha256).hexdigest()
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def seal(manifest: dict) -> dict:
+    """The manifest with a digest of the rest of it, so that an edit by hand is detected.
+
+    Without a key this catches edits, not an attacker who recomputes the digest; with
+    $KERAS_SISA_KEY set, only a holder of the key can write a manifest that passes."""
+    body = {k: v for k, v in manifest.items() if k != DIGEST}
+    return {**body, DIGEST: digest(dumps(body))}
+
+
+def unsealed(manifest: dict, path: str) -> dict:
+    """The manifest without its digest, once the digest matches (runs from before digests
+    have none, and pass unless a key is set)."""
+    stored = manifest.pop(DIGEST, None)
+    keyed = bool(os.environ.get(KEY_VARIABLE))
+    if stored is None and not keyed:
+        return manifest
+    if stored is None or (stored.startswith("hmac") != keyed):
+        raise InputError(f"{path} is {'not ' if keyed else ''}sealed with a key, but {KEY_VARIABLE} is "
+                         f"{'set' if keyed else 'not set'}; set it as when the run was written.")
+    if not hmac.compare_digest(stored, digest(dumps(manifest))):
+        raise InputError(f"{path} does not match its digest: it was edited outside keras-sisa. Restore it "
+                         "from a backup, or refit the run.")
+    return manifest
 
 
 def dumps(value, indent: str = "") -> str:

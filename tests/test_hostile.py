@@ -3,6 +3,7 @@ half-written run."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import zipfile
@@ -284,3 +285,35 @@ def test_repair_on_a_pending_forget_says_to_finish_it(fitted, tmp_path):
     killed.wait()
     refused(invoke("repair", run), f"Run `keras-sisa forget {run}` to finish it first")
     assert invoke("forget", run).exit_code == 0
+
+
+@pytest.mark.parametrize("edit", [
+    lambda text: text.replace('"Sneaker"', '"Sneakers"'),
+    lambda text: re.sub(r'"forgotten": \[[^\]]*\]', '"forgotten": []', text),
+    lambda text: text.replace('"seed": 0', '"seed": 1'),
+])
+@pytest.mark.parametrize("command", ["info", "evaluate", "verify"])
+def test_a_manifest_edited_by_hand_is_detected(forgot_one, tmp_path, edit, command):
+    run = tmp_path / "run"
+    shutil.copytree(forgot_one, run)
+    manifest = run / "manifest.json"
+    edited = edit(manifest.read_text())
+    assert edited != manifest.read_text()
+    manifest.write_text(edited)
+    refused(invoke(command, run), "manifest.json does not match its digest")
+
+
+@pytest.fixture(scope="module")
+def forgot_one(fitted, tmp_path_factory):
+    """A copy of the fitted run after forgetting FORGET."""
+    run = tmp_path_factory.mktemp("forgot") / "run"
+    shutil.copytree(fitted.directory, run)
+    assert invoke("forget", run, "--class", FORGET, "--no-audit").exit_code == 0
+    return run
+
+
+def test_a_keyed_manifest_needs_its_key(fitted, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    shutil.copytree(fitted.directory, run)
+    monkeypatch.setenv("KERAS_SISA_KEY", "s3cret")
+    refused(invoke("info", run), "is not sealed with a key, but KERAS_SISA_KEY is set")
