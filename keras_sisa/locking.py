@@ -51,20 +51,27 @@ def wait_for_writer(root: str, timeout: float = 3600.0) -> bool:
     if "://" in root or not os.path.isfile(path):
         return False
     with open_lock(path, os.O_RDONLY, "r") as f:
-        deadline, waited = time.monotonic() + timeout, False
-        while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                fcntl.flock(f, fcntl.LOCK_UN)
-                return waited
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise InputError(f"{root} is still locked by {holder(root)}; try again when it "
-                                     "has finished.") from None
-                if not waited:
-                    print(f"Waiting for {root}, locked by {holder(root)}.", file=sys.stderr, flush=True)
-                    waited = True
-                time.sleep(0.2)
+        waited = flock_waiting(f, fcntl.LOCK_SH, root, timeout)
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return waited
+
+
+def flock_waiting(file, mode: int, root: str, timeout: float) -> bool:
+    """Takes `flock(mode)` on `file`, saying once who holds it if that means waiting;
+    returns whether it waited. Gives up with an `InputError` after `timeout` seconds."""
+    deadline, waited = time.monotonic() + timeout, False
+    while True:
+        try:
+            fcntl.flock(file, mode | fcntl.LOCK_NB)
+            return waited
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise InputError(f"{root} is locked by {holder(root)}; wait for it to finish, "
+                                 "then run the command again.") from None
+            if not waited:
+                print(f"Waiting for {root}, locked by {holder(root)}.", file=sys.stderr, flush=True)
+                waited = True
+            time.sleep(0.2)
 
 
 class RunLock:
@@ -90,21 +97,11 @@ class RunLock:
             return self
         path = os.path.join(self.root, LOCK)
         self._file = open_lock(path, os.O_RDWR | os.O_CREAT, "a+")
-        deadline, told = time.monotonic() + self.timeout, False
-        while True:
-            try:
-                fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                holder = self.holder()
-                if time.monotonic() >= deadline:
-                    self._file.close()
-                    raise InputError(f"{self.root} is locked by {holder}; wait for it to finish, "
-                                     "then run the command again.") from None
-                if not told:
-                    print(f"Waiting for {self.root}, locked by {holder}.", file=sys.stderr, flush=True)
-                    told = True
-                time.sleep(0.2)
+        try:
+            flock_waiting(self._file, fcntl.LOCK_EX, self.root, self.timeout)
+        except InputError:
+            self._file.close()
+            raise
         self._file.seek(0)
         self._file.truncate()
         self._file.write(json.dumps({
@@ -114,9 +111,6 @@ class RunLock:
         # Only the lock holder writes, so temporary files found now belong to a writer that died.
         Store(self.root).remove_partial_writes()
         return self
-
-    def holder(self) -> str:
-        return holder(self.root)
 
     def __exit__(self, *exc) -> None:
         if self._file is not None:
