@@ -154,7 +154,12 @@ def build_directory(directory: str, build: Callable[[str], T]) -> T:
     Store(directory).check_new()
     parent = os.path.dirname(os.path.abspath(directory))
     os.makedirs(parent, exist_ok=True)
-    scratch = tempfile.mkdtemp(prefix=".partial-", dir=parent)
+    prefix = f".partial-{os.path.basename(os.path.abspath(directory))}-"
+    for stale in os.listdir(parent):  # scratch folders of killed builds of this directory
+        pid = stale[len(prefix):].split("-")[0]
+        if stale.startswith(prefix) and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(os.path.join(parent, stale), ignore_errors=True)
+    scratch = tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent)
     try:
         result = build(scratch)
         if os.path.isdir(directory):
@@ -163,6 +168,16 @@ def build_directory(directory: str, build: Callable[[str], T]) -> T:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return result
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def checkpoint_path(component: str, slice_id: str) -> str:

@@ -317,3 +317,15 @@ def test_a_keyed_manifest_needs_its_key(fitted, tmp_path, monkeypatch):
     shutil.copytree(fitted.directory, run)
     monkeypatch.setenv("KERAS_SISA_KEY", "s3cret")
     refused(invoke("info", run), "is not sealed with a key, but KERAS_SISA_KEY is set")
+
+
+def test_a_killed_export_leaves_no_scratch_after_the_next_export(fitted, tmp_path):
+    out = tmp_path / "exported"
+    partial = lambda: [p for p in os.listdir(tmp_path) if p.startswith(".partial-")]
+    killed = start_cli("export", fitted.directory, "--out", str(out), "--format", "tflite")
+    wait_until(killed, lambda: partial())
+    killed.kill()
+    killed.wait()
+    assert partial() and not out.exists()
+    assert invoke("export", fitted.directory, "--out", out, "--format", "tflite").exit_code == 0
+    assert not partial() and (out / "model.tflite").exists()
