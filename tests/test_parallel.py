@@ -16,6 +16,8 @@ from tiny_models import tiny_cnn
 
 # How components are placed: two local worker processes, or Ray tasks on a local Ray runtime.
 PLACEMENTS = {"local": ["--workers", "2"], "ray": ["--backend", "ray"]}
+# Ray starts a runtime per test (minutes on 2 cores): its cases run in .ci/run's slow step.
+PLACED = [pytest.param("local"), pytest.param("ray", marks=pytest.mark.slow)]
 
 
 def task_processes(placement: str, cli: int) -> list[int]:
@@ -36,7 +38,7 @@ def task_processes(placement: str, cli: int) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("placement", PLACEMENTS)
+@pytest.mark.parametrize("placement", PLACED)
 def test_fit_and_forget_give_the_weights_of_one_process(placement, small_npz, reference, tmp_path):
     run = str(tmp_path / "run")
     fitted = run_cli("fit", "--npz", small_npz, *TINY, *PLACEMENTS[placement], "--out", run)
@@ -47,7 +49,7 @@ def test_fit_and_forget_give_the_weights_of_one_process(placement, small_npz, re
     assert run_digests(run) == reference[1]
 
 
-@pytest.mark.parametrize("placement", PLACEMENTS)
+@pytest.mark.parametrize("placement", PLACED)
 def test_killed_workers_are_retried_and_the_fit_completes(placement, small_npz, reference, tmp_path):
     run = str(tmp_path / "run")
     gate = os.path.join(run, "checkpoints", "gate")
@@ -81,6 +83,7 @@ def test_one_job_per_component_then_a_final_fit(small_npz, reference, tmp_path):
     assert "fitted already" in run_cli("fit", "--out", run, "--only", "gate").stdout
 
 
+@pytest.mark.slow  # four fits in child processes with other thread pools
 def test_a_run_keeps_its_thread_count_wherever_it_trains(small_npz, reference, tmp_path):
     whole, jobs = str(tmp_path / "whole"), str(tmp_path / "jobs")
     assert run_cli("fit", "--npz", small_npz, *TINY, "--threads", "1", "--out", whole).returncode == 0
