@@ -329,3 +329,38 @@ def test_a_killed_export_leaves_no_scratch_after_the_next_export(fitted, tmp_pat
     assert partial() and not out.exists()
     assert invoke("export", fitted.directory, "--out", out, "--format", "tflite").exit_code == 0
     assert not partial() and (out / "model.tflite").exists()
+
+
+def full_disk(result) -> None:
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: The disk is full"), result.output
+
+
+def test_a_full_disk_during_forget_leaves_it_pending_and_the_next_forget_finishes(fitted, mounted):
+    disk = mounted("disk", "size=4m")
+    run = disk / "run"
+    shutil.copytree(fitted.directory, run)
+    filler = disk / "filler"
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    filler.write_bytes(b"\0" * free)
+    full_disk(invoke("forget", run, "--class", FORGET, "--no-audit"))
+    filler.unlink()
+    assert invoke("forget", run, "--class", FORGET, "--no-audit").exit_code == 0  # finishes what was begun
+    assert FORGET in json.loads(invoke("info", run, "--json").stdout)["forgotten"]
+    verified = invoke("verify", run, "--json")
+    assert verified.exit_code == 0 and all(row["identical"] for row in json.loads(verified.stdout))
+
+
+@pytest.mark.parametrize("command", ["export", "report"])
+def test_a_full_disk_during_export_or_report_leaves_nothing(fitted, mounted, command):
+    disk = mounted("disk", "size=64k")
+    full_disk(invoke(command, fitted.directory, "--out", disk / "out"))
+    assert os.listdir(disk) == []
+
+
+def test_a_full_scratch_disk_during_verify_is_one_line(forgot_one, mounted, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(mounted("scratch", "size=4k")))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    full_disk(invoke("verify", forgot_one))
