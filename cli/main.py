@@ -317,7 +317,8 @@ def info_text(details: dict) -> None:
     for r in details["receipts"]:
         rewound = ", ".join(f"{name} to {step['to_slice']}" for name, step in r["rewound"].items())
         click.echo(f"  receipt {r['id']} ({r['time']}): forgot {r['deleted_count']} images"
-                   f"{' of ' + ', '.join(r['classes']) if r['classes'] else ''} in {r['seconds']:.1f} s; "
+                   f"{' of ' + ', '.join(r['classes']) if r['classes'] else ''} in {r['seconds']:.1f} s"
+                   f"{' (finished after an interruption)' if r.get('resumed') else ''}; "
                    f"rewound {rewound}")
 
 

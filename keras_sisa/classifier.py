@@ -20,9 +20,9 @@ from keras_sisa.locking import RunLock, wait_for_writer
 from keras_sisa.metrics import accuracy_report
 from keras_sisa.models import ComponentState, ModelFn
 from keras_sisa.optional import require
-from keras_sisa.store import FORMAT, MANIFEST, PLAN, Store, checkpoint_path, data_path, timing_path
+from keras_sisa.store import FORMAT, MANIFEST, PLAN, Store, checkpoint_path, data_path
 from keras_sisa.parallel import Execution, train_components
-from keras_sisa.tasks import resume_point
+from keras_sisa.tasks import collect_seconds, resume_point
 from keras_sisa.training import TrainingConfig, machine_threads, process_threads
 
 STRATEGIES = ("class", "random")
@@ -158,9 +158,8 @@ class SISAClassifier:
                 names = [c.name for c in self.plan.components]
                 if only not in names:
                     raise InputError(f"The run has no component {only!r}; it has {', '.join(names)}.")
-                seconds = train_components(self.directory, [only], Execution(), self._builder, verbose)
-                # The job holds no lock, so it leaves its time in a file of its own for the last resume.
-                self.store.write_json(timing_path(only), seconds)
+                # The job holds no lock; its task leaves its time in a file of its own for the last resume.
+                train_components(self.directory, [only], Execution(), self._builder, verbose)
             return self
         with RunLock(self.directory, "fit"):
             self._reload()
@@ -174,15 +173,11 @@ class SISAClassifier:
         """Trains every component from its first slice without a checkpoint, then commits."""
         names = [c.name for c in self.plan.components
                  if resume_point(self.store, c) < len(c.slices)]
-        trained = train_components(self.directory, names, execution, self._builder, verbose)
-        for component in self.plan.components:  # trained by `resume(only=...)` jobs
-            if self.store.exists(timing_path(component.name)):
-                trained.update(self.store.read_json(timing_path(component.name)))
+        trained = collect_seconds(self.store, train_components(self.directory, names, execution,
+                                                               self._builder, verbose))
         seconds = self.manifest.setdefault("component_seconds", {})
         for name, spent in trained.items():
             seconds[name] = seconds.get(name, 0.0) + spent
-        if self.store.exists("timings"):
-            tf.io.gfile.rmtree(self.store.path("timings"))
         self.manifest.update(status="fitted", fit_seconds=sum(seconds.values()))
         if "fit_evaluation" not in self.manifest:  # a repair restores the same weights
             self._model = None
@@ -370,7 +365,7 @@ class SISAClassifier:
             "expected_forget_seconds": unlearning.expected_forget_seconds(self),
             "recipe": self.recipe(),
             "receipts": [{k: r[k] for k in ("id", "time", "classes", "deleted_count", "rewound")}
-                         | {"seconds": r["seconds"]["total"]} for r in self.receipts()],
+                         | {"seconds": r["seconds"]["total"], "resumed": "resumed" in r} for r in self.receipts()],
             "pending_forget": {k: v for k, v in self.manifest["pending_forget"].items() if k != "deleted"}
             if "pending_forget" in self.manifest else None,
         }

@@ -19,7 +19,7 @@ from keras_sisa.callbacks import INITIAL
 from keras_sisa.errors import InputError
 from keras_sisa.models import ModelFn
 from keras_sisa.plan import Component, Plan
-from keras_sisa.store import MANIFEST, PARTIAL, PLAN, Store, checkpoint_path, data_path
+from keras_sisa.store import MANIFEST, PARTIAL, PLAN, Store, checkpoint_path, data_path, timing_path
 from keras_sisa.training import CompiledModels, Samples, TrainingConfig, train_component
 
 
@@ -84,4 +84,20 @@ def train_in_run(directory: str, name: str, builder: ModelFn | None = None,
                     samples if samples is not None else load_samples(store, plan),
                     TrainingConfig.from_manifest(manifest["config"]), start=start, verbose=verbose,
                     compiled=compiled, callbacks=callbacks)
-    return time.perf_counter() - began
+    seconds = time.perf_counter() - began
+    store.write_json(timing_path(name), {name: seconds})  # outlives a kill before the run commits
+    return seconds
+
+
+def collect_seconds(store: Store, trained: dict[str, float]) -> dict[str, float]:
+    """Training seconds per component: this attempt's, or for a component that an earlier,
+    interrupted attempt (or a `fit --only` job) finished, the time it recorded. Clears the
+    records, which the run does not keep once committed."""
+    seconds = dict(trained)
+    if store.exists("timings"):
+        for file in tf.io.gfile.listdir(store.path("timings")):
+            recorded = store.read_json(f"timings/{file}")
+            for name, spent in recorded.items():
+                seconds[name] = seconds.get(name) or spent
+        tf.io.gfile.rmtree(store.path("timings"))
+    return seconds

@@ -23,7 +23,7 @@ from keras_sisa.errors import InputError
 from keras_sisa.plan import Plan
 from keras_sisa.parallel import Execution, train_components
 from keras_sisa.store import MANIFEST, PLAN, Store, data_path
-from keras_sisa.tasks import load_labels, load_samples
+from keras_sisa.tasks import collect_seconds, load_labels, load_samples
 from keras_sisa.training import process_threads, train_component
 
 
@@ -118,6 +118,7 @@ def complete_pending(sisa, verbose: int = 1, execution: Execution = Execution())
     """
     pending = sisa.manifest["pending_forget"]
     started = time.perf_counter()
+    resumed = pending["purged"]  # an earlier attempt purged the images, so no audit can see them
     deleted = set(pending["deleted"])
     plan = sisa.plan.without(deleted, pending["class_indices"])
     held = None
@@ -131,12 +132,18 @@ def complete_pending(sisa, verbose: int = 1, execution: Execution = Execution())
     purge_seconds = time.perf_counter() - started
 
     retrained = [name for name in pending["rewound"] if name not in pending["removed_components"]]
-    seconds = train_components(sisa.directory, retrained, execution, sisa._builder, verbose)
+    seconds = collect_seconds(sisa.store, train_components(sisa.directory, retrained, execution,
+                                                           sisa._builder, verbose))
     total = time.perf_counter() - started
     receipt = {k: v for k, v in pending.items() if k not in ("deleted", "purged", "audit")}
     receipt.update(
         checksums_after={c.name: sisa.component_state(c.name).digest() for c in plan.components},
         seconds={"purge": purge_seconds, "retrain": seconds, "total": total})
+    if resumed:
+        receipt["resumed"] = ("finished after an interruption: total counts this attempt only, retrain "
+                              "holds each component's recorded time")
+        if pending["audit"]:
+            receipt["audit_unavailable"] = "the images were purged before the interruption"
     if held is not None:
         receipt["audit"] = audits.after_forget(sisa, held)
         receipt["seconds"]["audit"] = time.perf_counter() - started - total

@@ -43,6 +43,8 @@ def test_fit_killed_mid_run_resumes_to_identical_weights(small_npz, reference, t
     again = run_cli("fit", "--npz", small_npz, *TINY, "--out", run)
     assert again.returncode == 0, again.stderr
     assert run_digests(run) == reference[0]
+    seconds = load(run).manifest["component_seconds"]  # the killed attempt's finished components too
+    assert set(seconds) == set(run_digests(run)) and all(s > 0 for s in seconds.values())
 
 
 @pytest.mark.parametrize("point", ["before purge", "after purge", "during retraining"])
@@ -82,6 +84,10 @@ def test_forget_killed_anywhere_is_finished_exactly_and_never_undone(small, refe
     assert run_digests(run) == reference[1]
     assert not stored_image_hashes(load(run)) & deleted
     assert load(run).info()["forgotten"] == [FORGET]
+    receipt = load(run).receipts()[-1]
+    assert all(s > 0 for s in receipt["seconds"]["retrain"].values())
+    if point != "before purge":  # the images were gone before an audit could see them: it says so
+        assert "resumed" in receipt and receipt["audit_unavailable"] and "audit" not in receipt
 
 
 def stored_image_hashes_of(images):
