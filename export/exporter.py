@@ -52,8 +52,19 @@ def export(sisa, directory: str, format: str = "both", quantize: str = "none",
     if keras.backend.backend() != "tensorflow":
         raise InputError(f"Export needs the TensorFlow backend, but Keras runs on "
                          f"{keras.backend.backend()!r}; set KERAS_BACKEND=tensorflow.")
-    return build_directory(directory, lambda scratch: _build(
-        sisa, scratch, format, quantize, compression, parity_images, calibration_images, latency_runs, verbose))
+    state = sisa.store.checksum(MANIFEST)  # the committed state this export is of
+    return build_directory(directory, lambda scratch: _unchanged(sisa, state, _build(
+        sisa, scratch, format, quantize, compression, parity_images, calibration_images, latency_runs,
+        verbose, state)))
+
+
+def _unchanged(sisa, state: str, report: dict) -> dict:
+    """The report, if the run is still in the state the export began from: a forget that
+    started meanwhile would make the labels, model and manifest hash disagree."""
+    if sisa.store.checksum(MANIFEST) != state:
+        raise ExportError(f"{sisa.directory} changed while exporting (a forget or repair began); nothing "
+                          "was written. Export again when it has finished.")
+    return report
 
 
 def _inside(path: str, root: str) -> bool:
@@ -65,7 +76,7 @@ def _inside(path: str, root: str) -> bool:
 
 
 def _build(sisa, out: str, format: str, quantize: str, compression: Compression, parity_images: int,
-           calibration_images: int, latency_runs: int, verbose: int) -> dict:
+           calibration_images: int, latency_runs: int, verbose: int, state: str) -> dict:
     images, labels = _held_out(sisa, parity_images)
     model, compressed = sisa.to_keras(), None
     ensemble = model.predict(images.astype(np.float32), verbose=0)
@@ -110,7 +121,7 @@ def _build(sisa, out: str, format: str, quantize: str, compression: Compression,
         "label_indices": list(sisa.classes),
         "forgotten": [sisa.class_names[c] for c in sisa.manifest["forgotten"]],
         "receipts": sisa.manifest.get("receipts", []),
-        "manifest_sha256": sisa.store.checksum(MANIFEST),
+        "manifest_sha256": state,
         "input": {"shape": [None, *sisa.input_shape],
                   "dtype": formats.get("tflite", {}).get("input_dtype", "float32"),
                   "range": [0, 255]},

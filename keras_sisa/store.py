@@ -121,8 +121,12 @@ class Store:
 
     def read_arrays(self, relative: str, keys: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
         """The arrays of an npz file: those named in `keys`, or all of them."""
-        with np.load(io.BytesIO(self.read_bytes(relative)), allow_pickle=False) as f:
-            return {key: f[key] for key in keys or f.files}
+        try:
+            with np.load(io.BytesIO(self.read_bytes(relative)), allow_pickle=False) as f:
+                return {key: f[key] for key in keys or f.files}
+        except ValueError as error:  # object arrays (pickles) are refused before any code runs
+            raise InputError(f"{self.path(relative)} is not a plain npz of arrays ({error}); the run is "
+                             "damaged. Run `keras-sisa repair RUN`, or refit.") from None
 
     def checksum(self, relative: str) -> str:
         """SHA-256 of a stored file, as `write_bytes` returns it and the manifest lists it."""

@@ -364,3 +364,30 @@ def test_a_full_scratch_disk_during_verify_is_one_line(forgot_one, mounted, monk
 
     monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
     full_disk(invoke("verify", forgot_one))
+
+
+def test_an_export_overtaken_by_a_forget_writes_nothing(fitted, tmp_path):
+    run, out = tmp_path / "run", tmp_path / "exported"
+    shutil.copytree(fitted.directory, run)
+    exporting = start_cli("export", str(run), "--out", str(out))
+    wait_until(exporting, lambda: any(p.startswith(".partial-") for p in os.listdir(tmp_path)))
+    assert invoke("forget", run, "--class", FORGET, "--no-audit").exit_code == 0
+    _, stderr = exporting.communicate(timeout=300)
+    assert exporting.returncode == 1 and "changed while exporting" in stderr
+    assert not out.exists()
+
+
+def test_a_pickled_checkpoint_is_refused_in_one_line(fitted, tmp_path):
+    import hashlib
+
+    run = tmp_path / "run"
+    shutil.copytree(fitted.directory, run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    for checkpoint in (run / "checkpoints" / "gate").iterdir():
+        np.savez(checkpoint, body=np.array([{"code": "runs"}], dtype=object), allow_pickle=True)
+        manifest["files"][str(checkpoint.relative_to(run))] = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    from keras_sisa.store import seal
+
+    manifest.pop("digest")
+    (run / "manifest.json").write_text(json.dumps(seal(manifest)))  # an attacker who also reseals
+    refused(invoke("evaluate", run), "is not a plain npz of arrays")
