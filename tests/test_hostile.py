@@ -270,7 +270,10 @@ def test_verify_refuses_a_broken_receipt_chain(fitted, tmp_path):
     manifest_path = run / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["files"]["receipts/0001.json"] = hashlib.sha256(receipt_path.read_bytes()).hexdigest()
-    manifest_path.write_text(json.dumps(manifest))
+    from keras_sisa.store import seal
+
+    manifest.pop("digest")
+    manifest_path.write_text(json.dumps(seal(manifest)))  # and reseals the manifest
     refused(invoke("verify", run), f"The weights of {name} differ from what receipt 1 left")
 
 
