@@ -22,6 +22,11 @@ def read_state(store: Store, component: str, slice_id: str) -> ComponentState:
     return ComponentState.from_arrays(store.read_arrays(checkpoint_path(component, slice_id)))
 
 
+def read_history(store: Store, component: str, slice_id: str) -> dict:
+    """The training history of one checkpoint, without decompressing its weights."""
+    return ComponentState.history_from(store.read_arrays(checkpoint_path(component, slice_id), ("history",)))
+
+
 class SliceCheckpoint(keras.callbacks.Callback):
     """Writes a component's checkpoint when the training of one slice ends.
 

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sisa import audit as audits, models, plan as plans, unlearning
-from keras_sisa.callbacks import read_state
+from keras_sisa.callbacks import read_history, read_state
 from keras_sisa.data import Dataset, numbered_classes, validate
 from keras_sisa.ensemble import build_ensemble
 from keras_sisa.errors import InputError
@@ -335,23 +335,24 @@ class SISAClassifier:
     def histories(self) -> dict[str, dict[str, dict]]:
         """Per component and slice, how its last training went (epochs, best epoch, samples,
         seconds), from the checkpoints on disk."""
-        return {c.name: {s.id: read_state(self.store, c.name, s.id).history for s in c.slices
+        return {c.name: {s.id: read_history(self.store, c.name, s.id) for s in c.slices
                          if self.store.exists(checkpoint_path(c.name, s.id))}
                 for c in self.plan.components}
 
-    def recipe(self) -> dict:
+    def recipe(self, histories: dict | None = None) -> dict:
         """The recipe the run actually trained with: the config's settings, and per component
         and slice the rounds of training (epochs, or `check_steps` steps of a long epoch),
-        the best round, their steps, the epochs they make, samples and seconds."""
+        the best round, their steps, the epochs they make, samples and seconds. `histories`
+        saves rereading them when the caller has `histories()` already."""
         config = dataclasses.asdict(self.config)
-        histories, slices = self.histories(), {}
+        histories, slices = histories or self.histories(), {}
         for component in self.plan.components:
             slices[component.name] = [_slice_recipe(slice_id, h) for slice_id, h in histories[component.name].items()]
         return {"config": config, "slices": slices}
 
     def info(self) -> dict:
         """What the run holds: classes, shards, slices per component, checkpoints and sizes."""
-        names = self.class_names
+        names, histories = self.class_names, self.histories()
         return {
             "directory": self.directory,
             "status": self.manifest["status"],
@@ -362,8 +363,8 @@ class SISAClassifier:
             "components": self._components_info(),
             "total_bytes": sum(self.store.size(f) for f in self.store.files()),
             "fit_seconds": self.manifest.get("fit_seconds"),
-            "expected_forget_seconds": unlearning.expected_forget_seconds(self),
-            "recipe": self.recipe(),
+            "expected_forget_seconds": unlearning.expected_forget_seconds(self, histories),
+            "recipe": self.recipe(histories),
             "receipts": [{k: r[k] for k in ("id", "time", "classes", "deleted_count", "rewound")}
                          | {"seconds": r["seconds"]["total"], "resumed": "resumed" in r} for r in self.receipts()],
             "pending_forget": {k: v for k, v in self.manifest["pending_forget"].items() if k != "deleted"}

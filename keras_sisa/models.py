@@ -229,9 +229,13 @@ class ComponentState:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> ComponentState:
         body = [arrays[k] for k in sorted(k for k in arrays if k.startswith("body_"))]
-        history = json.loads(str(arrays["history"])) if "history" in arrays else {}
         return cls(body, arrays["kernel"], arrays["bias"], arrays["outputs"].tolist(),
-                   arrays["replay_ids"].tolist(), history)
+                   arrays["replay_ids"].tolist(), cls.history_from(arrays))
+
+    @staticmethod
+    def history_from(arrays: dict[str, np.ndarray]) -> dict:
+        """The training history among a checkpoint's arrays ({} for checkpoints without one)."""
+        return json.loads(str(arrays["history"])) if "history" in arrays else {}
 
     def digest(self) -> str:
         """SHA-256 over every weight, in order: equal digests mean bit-identical models."""

@@ -120,10 +120,11 @@ class Store:
         return self.write_bytes(relative, buffer.getvalue())
 
     def read_arrays(self, relative: str, keys: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-        """The arrays of an npz file: those named in `keys`, or all of them."""
+        """The arrays of an npz file: those named in `keys` that it holds, or all of them.
+        Members not asked for are not decompressed."""
         try:
             with np.load(io.BytesIO(self.read_bytes(relative)), allow_pickle=False) as f:
-                return {key: f[key] for key in keys or f.files}
+                return {key: f[key] for key in keys or f.files if key in f.files}
         except ValueError as error:  # object arrays (pickles) are refused before any code runs
             raise InputError(f"{self.path(relative)} is not a plain npz of arrays ({error}); the run is "
                              "damaged. Run `keras-sisa repair RUN`, or refit.") from None

@@ -49,10 +49,12 @@ def rewinds(plan: Plan, deleted: set[int], classes=()) -> dict[str, dict]:
             for name, k in first_touched(plan, deleted).items()}
 
 
-def expected_forget_seconds(sisa) -> dict[str, float]:
-    """Per retained class, the training seconds a forget of it should take (`costs`)."""
+def expected_forget_seconds(sisa, histories: dict | None = None) -> dict[str, float]:
+    """Per retained class, the training seconds a forget of it should take (`costs`);
+    `histories` as `sisa.histories()` returns them, if the caller has them."""
     labels, ids = load_labels(sisa.store, sisa.plan)
-    prices = costs.slice_seconds(sisa.plan, sisa.histories(), sisa.config, sisa.manifest.get("component_seconds", {}))
+    prices = costs.slice_seconds(sisa.plan, histories or sisa.histories(), sisa.config,
+                                 sisa.manifest.get("component_seconds", {}))
     return {sisa.class_names[c]: costs.retraining_seconds(sisa.plan, set(ids[labels == c].tolist()), [c], prices)
             for c in sisa.classes}
 

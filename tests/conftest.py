@@ -1,5 +1,6 @@
 """Shared fixtures: small real Fashion-MNIST subsets and one fitted run."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -97,6 +98,16 @@ def run_cli(*args, **env) -> subprocess.CompletedProcess:
     process = start_cli(*args, **env)
     stdout, stderr = process.communicate()
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def read_manifest(run) -> dict:
+    """The manifest of the run at `run` as a plain JSON dict, or {} while it is missing or
+    being replaced."""
+    try:
+        with open(os.path.join(run, "manifest.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
 
 
 def run_digests(run) -> dict[str, str]:

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from keras_sisa import data
 from keras_sisa.cli.main import main
-from conftest import FORGET, TINY, start_cli, wait_until, write_npz
+from conftest import FORGET, TINY, read_manifest, start_cli, wait_until, write_npz
 
 
 def invoke(*args):
@@ -100,19 +100,11 @@ def test_readers_wait_for_a_running_forget_and_answer_after_it(fitted, tmp_path)
     run = str(tmp_path / "run")
     shutil.copytree(fitted.directory, run)
     forgetting = start_cli("forget", run, "--class", FORGET, "--no-audit")
-    wait_until(forgetting, lambda: manifest_status(run) == "forgetting")
+    wait_until(forgetting, lambda: read_manifest(run).get("status") == "forgetting")
     reader = invoke("evaluate", run, "--json")
     assert forgetting.wait() == 0
     assert reader.exit_code == 0 and "Waiting for" in reader.stderr, reader.output
     assert FORGET not in json.loads(reader.stdout)["per_class"]
-
-
-def manifest_status(run):
-    try:
-        with open(os.path.join(run, "manifest.json")) as f:
-            return json.load(f)["status"]
-    except (OSError, ValueError, KeyError):
-        return None
 
 
 @pytest.fixture
@@ -256,9 +248,21 @@ def test_unused_npz_members_are_not_read(small, tmp_path):
     assert len(data.load(npz=path).y_train) == len(small.y_train)
 
 
-def test_verify_refuses_a_broken_receipt_chain(fitted, tmp_path):
+def rewrite_checksums(run, paths) -> None:
+    """What an attacker who edits files would also do: rewrite their checksums in the
+    manifest and reseal it (without a key, the digest is recomputable)."""
     import hashlib
 
+    from keras_sisa.store import seal
+
+    manifest = read_manifest(run)
+    for path in paths:
+        manifest["files"][str(path.relative_to(run))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    manifest.pop("digest")
+    (run / "manifest.json").write_text(json.dumps(seal(manifest)))
+
+
+def test_verify_refuses_a_broken_receipt_chain(fitted, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(fitted.directory, run)
     assert invoke("forget", run, "--class", FORGET, "--no-audit").exit_code == 0
@@ -267,13 +271,7 @@ def test_verify_refuses_a_broken_receipt_chain(fitted, tmp_path):
     name = sorted(receipt["checksums_after"])[0]
     receipt["checksums_after"][name] = "0" * 64  # an edit that rewrites the file checksums too
     receipt_path.write_text(json.dumps(receipt))
-    manifest_path = run / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["files"]["receipts/0001.json"] = hashlib.sha256(receipt_path.read_bytes()).hexdigest()
-    from keras_sisa.store import seal
-
-    manifest.pop("digest")
-    manifest_path.write_text(json.dumps(seal(manifest)))  # and reseals the manifest
+    rewrite_checksums(run, [receipt_path])
     refused(invoke("verify", run), f"The weights of {name} differ from what receipt 1 left")
 
 
@@ -283,7 +281,7 @@ def test_repair_on_a_pending_forget_says_to_finish_it(fitted, tmp_path):
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "fitted"
     killed = start_cli("forget", str(run), "--class", FORGET, "--no-audit")
-    wait_until(killed, lambda: manifest_status(str(run)) == "forgetting")
+    wait_until(killed, lambda: read_manifest(run).get("status") == "forgetting")
     killed.kill()
     killed.wait()
     refused(invoke("repair", run), f"Run `keras-sisa forget {run}` to finish it first")
@@ -381,16 +379,10 @@ def test_an_export_overtaken_by_a_forget_writes_nothing(fitted, tmp_path):
 
 
 def test_a_pickled_checkpoint_is_refused_in_one_line(fitted, tmp_path):
-    import hashlib
-
     run = tmp_path / "run"
     shutil.copytree(fitted.directory, run)
-    manifest = json.loads((run / "manifest.json").read_text())
-    for checkpoint in (run / "checkpoints" / "gate").iterdir():
+    checkpoints = list((run / "checkpoints" / "gate").iterdir())
+    for checkpoint in checkpoints:
         np.savez(checkpoint, body=np.array([{"code": "runs"}], dtype=object), allow_pickle=True)
-        manifest["files"][str(checkpoint.relative_to(run))] = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
-    from keras_sisa.store import seal
-
-    manifest.pop("digest")
-    (run / "manifest.json").write_text(json.dumps(seal(manifest)))  # an attacker who also reseals
+    rewrite_checksums(run, checkpoints)
     refused(invoke("evaluate", run), "is not a plain npz of arrays")

@@ -1,7 +1,6 @@
 """Faults and concurrency: SIGKILLed fit and forget resume to the exact result, two writers
 serialise, and a corrupted file is named."""
 
-import json
 import os
 import shutil
 import signal
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 
 from keras_sisa import InputError, data, load
-from conftest import FORGET, TINY, run_cli, run_digests, start_cli, wait_until, write_npz
+from conftest import FORGET, TINY, read_manifest, run_cli, run_digests, start_cli, wait_until, write_npz
 from test_unlearning import stored_image_hashes
 
 def kill_when(process, ready) -> None:
@@ -18,14 +17,6 @@ def kill_when(process, ready) -> None:
     wait_until(process, ready)
     process.send_signal(signal.SIGKILL)
     process.wait()
-
-
-def manifest(run):
-    try:
-        with open(os.path.join(run, "manifest.json")) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
 
 
 @pytest.mark.parametrize("point", ["first checkpoint", "training the gate"])
@@ -37,7 +28,7 @@ def test_fit_killed_mid_run_resumes_to_identical_weights(small_npz, reference, t
         "training the gate": lambda: os.path.exists(os.path.join(gate, "init.npz")),
     }[point]
     kill_when(start_cli("fit", "--npz", small_npz, *TINY, "--out", run), ready)
-    assert manifest(run).get("status") in ("preparing", "fitting")
+    assert read_manifest(run).get("status") in ("preparing", "fitting")
     with pytest.raises(InputError, match="interrupted"):
         load(run).predict(np.zeros((1, 28, 28, 1)))
     again = run_cli("fit", "--npz", small_npz, *TINY, "--out", run)
@@ -52,7 +43,7 @@ def test_forget_killed_anywhere_is_finished_exactly_and_never_undone(small, refe
     run = str(tmp_path / "run")
     shutil.copytree(reference[2], run)
     gate = os.path.join(run, "checkpoints", "gate")
-    purged = lambda: manifest(run).get("pending_forget", {}).get("purged")
+    purged = lambda: read_manifest(run).get("pending_forget", {}).get("purged")
     after_purge = []
 
     def retraining():
@@ -63,7 +54,7 @@ def test_forget_killed_anywhere_is_finished_exactly_and_never_undone(small, refe
         return len(os.listdir(gate)) > after_purge[0]
 
     ready = {
-        "before purge": lambda: manifest(run).get("status") == "forgetting",
+        "before purge": lambda: read_manifest(run).get("status") == "forgetting",
         "after purge": purged,
         "during retraining": retraining,
     }[point]
