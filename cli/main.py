@@ -19,7 +19,7 @@ from keras_sisa.export import FORMATS, QUANTIZATIONS
 from keras_sisa.errors import ExportError, InputError
 from keras_sisa.models import default_cnn, strided_gate
 from keras_sisa.parallel import BACKENDS, Execution
-from keras_sisa.store import Store
+from keras_sisa.store import MANIFEST, Store
 from keras_sisa.training import TrainingConfig
 
 
@@ -229,7 +229,7 @@ RECIPE_OPTIONS = ("epochs", "gate_epochs", "replay_ratio", "gate_replay_ratio", 
 
 def refuse_other_options(ctx: click.Context, out: str) -> None:
     """An interrupted fit resumes with the options it began with; naming others is refused, not ignored."""
-    manifest = Store(out).read_json("manifest.json")
+    manifest = Store(out).read_json(MANIFEST)
     stored = {**{k: manifest["options"].get(k) for k in RUN_OPTIONS},
               **{k: manifest["config"].get(k) for k in RECIPE_OPTIONS},
               "model_fn": manifest.get("model_fn"), "gate_fn": manifest.get("gate_fn")}
