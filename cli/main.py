@@ -119,6 +119,18 @@ def execution_options(command):
                         help="Local processes training components side by side.")(command)
 
 
+def parse_tiers(text: str | None) -> list[float] | None:
+    """`--owner-tiers`: comma-separated shares, or "none"."""
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return []
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise InputError(f"Expected --owner-tiers as shares like 0.15,0.05 or 'none', got {text!r}.") from None
+
+
 def parse_only(text: str | None) -> str | None:
     """--only plan, gate or expert:K (also expert-K), as a component name or "plan"."""
     if text is None or text in ("plan", "gate"):
@@ -148,6 +160,9 @@ def parse_only(text: str | None) -> str | None:
 @click.option("--strategy", type=click.Choice(["class", "random"]), default="class", show_default=True)
 @click.option("--grouping", type=click.Choice(["similar", "dealt"]), default="similar", show_default=True,
               help="Put look-alike classes in one shard, or deal classes to the lightest shard.")
+@click.option("--owner-tiers", default=None,
+              help="Image shares of the slices after each expert's core, smallest owners last "
+                   "(default with owners: 0.15,0.05; 'none' for no tiers).")
 @click.option("--slices", default=4, show_default=True, type=int, callback=positive,
               help="Slices per shard with --strategy random.")
 @click.option("--epochs", default="auto", show_default=True, callback=epoch_schedule,
@@ -180,7 +195,7 @@ def parse_only(text: str | None) -> str | None:
               help="plan: write data and plan only; gate or expert:K: train that component only "
                    "(one job per component); then run fit once more to finish.")
 def fit(out, dataset, data_dir, test_dir, test_split, image_size, color_mode, npz, limit_per_class, shards,
-        classes_per_slice, class_order, strategy, grouping, slices, epochs, gate_epochs, replay_ratio,
+        classes_per_slice, class_order, strategy, grouping, owner_tiers, slices, epochs, gate_epochs, replay_ratio,
         gate_replay_ratio, replay, batch_size, gate_batch_size, learning_rate, gate_learning_rate, gate_ema,
         seed, model_fn, gate_fn, threads, workers, backend, ray_address, only) -> None:
     """Train a SISA ensemble and write the run to --out; run it again to finish an interrupted fit."""
@@ -208,21 +223,22 @@ def fit(out, dataset, data_dir, test_dir, test_split, image_size, color_mode, np
     sisa = SISAClassifier(out, model_fn or default_cnn, gate_fn or strided_gate, shards=shards,
                           classes_per_slice=classes_per_slice,
                           class_order=sources.class_indices(order, data.class_names),
-                          strategy=strategy, grouping=grouping, slices=slices, epochs=epochs,
+                          strategy=strategy, grouping=grouping, slices=slices,
+                          owner_tiers=parse_tiers(owner_tiers), epochs=epochs,
                           gate_epochs=gate_epochs, replay_ratio=replay_ratio,
                           gate_replay_ratio=gate_replay_ratio, replay=replay, batch_size=batch_size,
                           gate_batch_size=gate_batch_size, learning_rate=learning_rate,
                           gate_learning_rate=gate_learning_rate, gate_ema=gate_ema, seed=seed,
                           threads=threads)
     sisa.prepare(data.x_train, data.y_train, data.class_names, test_data=(data.x_test, data.y_test),
-                 sample_ids=data.ids)
+                 sample_ids=data.ids, owners=data.owners, test_owners=data.test_owners)
     if only == "plan":
         return click.echo(f"Planned {len(sisa.plan.components)} components in {out}: "
                           f"{', '.join(c.name for c in sisa.plan.components)}.")
     fitted_text(sisa.resume(verbose=verbose, execution=execution), out)
 
 
-RUN_OPTIONS = ("shards", "classes_per_slice", "strategy", "grouping", "slices")
+RUN_OPTIONS = ("shards", "classes_per_slice", "strategy", "grouping", "owner_tiers", "slices")
 RECIPE_OPTIONS = ("epochs", "gate_epochs", "replay_ratio", "gate_replay_ratio", "replay", "batch_size",
                   "gate_batch_size", "learning_rate", "gate_learning_rate", "gate_ema", "seed", "threads")
 
@@ -233,7 +249,7 @@ def refuse_other_options(ctx: click.Context, out: str) -> None:
     stored = {**{k: manifest["options"].get(k) for k in RUN_OPTIONS},
               **{k: manifest["config"].get(k) for k in RECIPE_OPTIONS},
               "model_fn": manifest.get("model_fn"), "gate_fn": manifest.get("gate_fn")}
-    given = {k: ctx.params[k] for k in stored
+    given = {k: parse_tiers(ctx.params[k]) if k == "owner_tiers" else ctx.params[k] for k in stored
              if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
     flag = lambda name: {"model_fn": "--model", "gate_fn": "--gate-model"}.get(name, "--" + name.replace("_", "-"))
     differing = [f"{flag(k)} {v} (the run has {stored[k]})" for k, v in given.items() if v != stored[k]]
@@ -308,6 +324,10 @@ def info_text(details: dict) -> None:
         click.echo(f"  {name:<10} " + ", ".join(slice_text(s) for s in slices))
     costs = sorted(details["expected_forget_seconds"].items(), key=lambda item: item[1])
     click.echo("expected forget training time: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in costs))
+    owners = details.get("expected_owner_forget_seconds")
+    if owners:
+        click.echo(f"  one owner: median {owners['median']:.1f} s, 90th percentile {owners['p90']:.1f} s "
+                   f"over {owners['owners']} owners")
     pending = details["pending_forget"]
     if pending:
         click.echo(f"  PENDING forget {pending['id']} of {pending['deleted_count']} images"
@@ -316,8 +336,9 @@ def info_text(details: dict) -> None:
                    f"{details['directory']}` to finish it")
     for r in details["receipts"]:
         rewound = ", ".join(f"{name} to {step['to_slice']}" for name, step in r["rewound"].items())
+        people = f" of {r['owners']} owner{'s' if r['owners'] > 1 else ''}" if r.get("owners") else ""
         click.echo(f"  receipt {r['id']} ({r['time']}): forgot {r['deleted_count']} images"
-                   f"{' of ' + ', '.join(r['classes']) if r['classes'] else ''} in {r['seconds']:.1f} s"
+                   f"{' of ' + ', '.join(r['classes']) if r['classes'] else ''}{people} in {r['seconds']:.1f} s"
                    f"{' (finished after an interruption)' if r.get('resumed') else ''}; "
                    f"rewound {rewound}")
 
@@ -342,26 +363,49 @@ def slice_text(row: dict) -> str:
 @click.option("--class", "classes", multiple=True, help="A class to forget (repeatable).")
 @click.option("--samples", "samples_file", type=click.Path(), default=None,
               help="File of sample ids to forget, one per line.")
+@click.option("--owner", "owners", multiple=True, help="A person whose images to forget (repeatable).")
+@click.option("--owners", "owners_file", type=click.Path(), default=None,
+              help="File of owners to forget, one per line.")
 @execution_options
-@click.option("--no-audit", is_flag=True,
-              help="Skip measuring the forget's effect (retained accuracy, membership inference) for the report.")
-def forget(run, classes, samples_file, workers, backend, ray_address, no_audit) -> None:
-    """Forget classes and samples exactly, by rewinding the components that held them.
+@click.option("--audit/--no-audit", default=None,
+              help="Measure the forget's effect (retained accuracy, membership inference) for the report "
+                   "[default: for class forgets].")
+def forget(run, classes, samples_file, owners, owners_file, workers, backend, ray_address, audit) -> None:
+    """Forget classes, samples and owners exactly, by rewinding the components that held them.
 
-    Without --class or --samples, finishes a forget that was interrupted."""
+    Without --class, --samples or --owner, finishes a forget that was interrupted."""
     sisa = load(run)
-    if not classes and samples_file is None and "pending_forget" not in sisa.manifest:
-        raise InputError("Nothing to forget: give --class NAME (repeatable) or --samples FILE.")
-    receipt = sisa.forget(classes=list(classes), samples=read_ids(samples_file),
+    owners = list(owners) + read_owners(owners_file)
+    if not classes and samples_file is None and not owners and "pending_forget" not in sisa.manifest:
+        raise InputError("Nothing to forget: give --class NAME, --owner ID (both repeatable), "
+                         "--samples FILE or --owners FILE.")
+    receipt = sisa.forget(classes=list(classes), samples=read_ids(samples_file), owners=owners,
                           verbose=1 if sys.stdout.isatty() else 0, workers=workers, backend=backend,
-                          ray_address=ray_address, audit=not no_audit)
+                          ray_address=ray_address, audit=audit)
     if receipt.get("noop"):
         click.echo(receipt["message"])
         return
     rewound = ", ".join(f"{name} to {r['to_slice']}" for name, r in receipt["rewound"].items())
+    people = len(receipt.get("owners", []))
     click.echo(f"Forgot {receipt['deleted_count']} images"
-               f"{' of ' + ', '.join(receipt['classes']) if receipt['classes'] else ''} in "
+               f"{' of ' + ', '.join(receipt['classes']) if receipt['classes'] else ''}"
+               f"{f' of {people} owner' + ('s' if people > 1 else '') if people else ''} in "
                f"{receipt['seconds']['total']:.1f} s; rewound {rewound}. Receipt {receipt['id']}.")
+
+
+def read_owners(path: str | None) -> list[str]:
+    """Owner ids from a file, one per line; blank lines are skipped, an empty file refused."""
+    if path is None:
+        return []
+    try:
+        with open(path, encoding="utf-8") as f:
+            owners = [line.strip() for line in f if line.strip()]
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"Cannot read --owners file {path}: {error}; write one owner id per line "
+                         "in UTF-8.") from None
+    if not owners:
+        raise InputError(f"{path} holds no owner id; write one id per line.")
+    return owners
 
 
 def read_ids(path: str | None) -> list[int]:

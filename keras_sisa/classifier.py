@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_sisa import audit as audits, models, plan as plans, unlearning
+from keras_sisa import audit as audits, models, owners as owner_ids, plan as plans, unlearning
 from keras_sisa.callbacks import read_history, read_state
 from keras_sisa.data import Dataset, numbered_classes, validate
 from keras_sisa.ensemble import build_ensemble
@@ -55,6 +55,9 @@ class SISAClassifier:
         grouping: how classes are put into shards: "similar" (look-alike classes share a
             shard, so the gate routes coarsely) or "dealt" (largest class to lightest shard).
         slices: slices per shard for the random strategy.
+        owner_tiers: image shares of the slices that follow each expert's core, holding the
+            images of the owners with fewest images, smallest last (`owners.tiers_of`); the
+            gate leaves them out. None: (0.15, 0.05) when `fit` is given owners, else none.
         config: a `TrainingConfig`, or its fields as keyword arguments (epochs, replay_ratio, ...).
     """
 
@@ -62,7 +65,7 @@ class SISAClassifier:
                  gate_fn: ModelFn | str = models.strided_gate, shards: int | None = None,
                  classes_per_slice: int = 1, class_order: list[int] | None = None,
                  strategy: str = "class", grouping: str = "similar", slices: int = 4,
-                 config: TrainingConfig | None = None,
+                 owner_tiers: tuple[float, ...] | None = None, config: TrainingConfig | None = None,
                  **config_fields):
         if strategy not in STRATEGIES:
             raise InputError(f"Unknown strategy {strategy!r}; expected one of {STRATEGIES}.")
@@ -71,9 +74,11 @@ class SISAClassifier:
         self.store = Store(directory)
         self.model_fn = models.resolve(model_fn)
         self.gate_fn = models.resolve(gate_fn)
+        if owner_tiers is not None:
+            owner_tiers = list(owner_ids.check_tiers(owner_tiers))
         self.options = dict(shards=shards, classes_per_slice=classes_per_slice,
                             class_order=class_order, strategy=strategy, grouping=grouping,
-                            slices=slices)
+                            slices=slices, owner_tiers=owner_tiers)
         self.config = config or TrainingConfig(**config_fields)
         self.manifest: dict | None = None
         self.plan: plans.Plan | None = None
@@ -85,11 +90,14 @@ class SISAClassifier:
 
     def fit(self, x, y, class_names: list[str] | None = None, test_data=None,
             sample_ids=None, plan: plans.Plan | None = None, verbose: int = 1, workers: int = 1,
-            backend: str = "local", ray_address: str | None = None, callbacks=None) -> SISAClassifier:
+            backend: str = "local", ray_address: str | None = None, callbacks=None,
+            owners=None, test_owners=None) -> SISAClassifier:
         """Plans the shards and slices, then trains every component slice by slice.
 
         `test_data=(x_test, y_test)` is kept in the run for `evaluate` without arguments;
-        `sample_ids` (default: positions 0..N-1) name the samples for a later forget.
+        `sample_ids` (default: positions 0..N-1) name the samples for a later forget;
+        `owners` (one id per image, None for none) the people, for `forget(owners=...)`;
+        `test_owners` those of the test images, which that forget then drops too.
         `plan` replaces the computed plan, e.g. another run's plan with data removed:
         that is the fit a forget must reproduce exactly. `workers` trains components in
         that many local processes; `backend="ray"` makes each one a Ray task (on the
@@ -99,11 +107,12 @@ class SISAClassifier:
         """
         execution = Execution(workers, backend, ray_address, callbacks=callbacks)
         self._check_importable(execution, self.config.threads or machine_threads())
-        self.prepare(x, y, class_names, test_data, sample_ids, plan)
+        self.prepare(x, y, class_names, test_data, sample_ids, plan, owners, test_owners)
         return self.resume(verbose, execution=execution)
 
     def prepare(self, x, y, class_names: list[str] | None = None, test_data=None,
-                sample_ids=None, plan: plans.Plan | None = None) -> SISAClassifier:
+                sample_ids=None, plan: plans.Plan | None = None, owners=None,
+                test_owners=None) -> SISAClassifier:
         """Checks the data, plans, and writes data and plan into the run, training nothing.
 
         The first step of a fit whose components train elsewhere, one per job
@@ -116,7 +125,10 @@ class SISAClassifier:
         self.store.check_new()
         names = class_names or numbered_classes(y)
         x_test, y_test = test_data if test_data is not None else (x[:1], np.asarray(y)[:1])
-        data = validate(Dataset(x, y, x_test, y_test, names, sample_ids))
+        data = validate(Dataset(x, y, x_test, y_test, names, sample_ids, owners=owners,
+                                test_owners=test_owners if test_data is not None else None))
+        salt = owner_ids.new_salt() if data.owners is not None else None
+        owned = owner_ids.digests(salt, data.owners, data.ids) if salt else None
         plan = plan or self._plan(data)
         unknown = set(i for c in plan.components for i in c.sample_ids) - set(data.ids.tolist())
         if unknown:
@@ -130,13 +142,19 @@ class SISAClassifier:
             self.store.check_new()
             # "preparing" until data, plan and manifest are all written: such a run is discarded.
             self.manifest = self._new_manifest(data)
+            if salt:
+                self.manifest["owner_salt"] = salt
             self.store.write_json(MANIFEST, self.manifest)
             for expert in plan.experts:
                 rows = _rows(data.ids, expert.sample_ids)
-                self.store.write_arrays(data_path(expert.name), {
-                    "x": data.x_train[rows], "y": data.y_train[rows], "ids": data.ids[rows]})
+                arrays = {"x": data.x_train[rows], "y": data.y_train[rows], "ids": data.ids[rows]}
+                self.store.write_arrays(data_path(expert.name), arrays | ({"owners": owned[rows]} if salt else {}))
             if test_data is not None:
-                self.store.write_arrays("data/test.npz", {"x": data.x_test, "y": data.y_test})
+                test = {"x": data.x_test, "y": data.y_test}
+                if salt and data.test_owners is not None:
+                    test["owners"] = np.asarray([owner_ids.digest(salt, o) if o is not None else ""
+                                                 for o in data.test_owners], dtype="U32")
+                self.store.write_arrays("data/test.npz", test)
             self.store.write_json(PLAN, plan.to_json())
             self.plan = plan
             self.manifest["status"] = "fitting"
@@ -190,9 +208,10 @@ class SISAClassifier:
             tf.io.gfile.rmtree(self.store.root)
 
     def forget(self, classes=(), samples=(), verbose: int = 1, workers: int = 1,
-               backend: str = "local", ray_address: str | None = None, audit: bool = True,
-               callbacks=None) -> dict:
-        """Forgets whole classes (names or indices) and single samples (ids), exactly.
+               backend: str = "local", ray_address: str | None = None, audit: bool | None = None,
+               callbacks=None, owners=()) -> dict:
+        """Forgets whole classes (names or indices), single samples (ids) and every image of
+        `owners` (ids as given to `fit`), exactly.
 
         Each component is rewound to the checkpoint before the first slice that held
         deleted data and retrained from there; the result is bit-identical to a fit
@@ -201,7 +220,8 @@ class SISAClassifier:
         command writing the run, then first finishes a forget that was interrupted.
         `workers`, `backend` and `ray_address` place the retraining as in `fit`. `audit`
         adds to the receipt where the forgotten test images go now, a membership-inference
-        ROC and the retained accuracy (`keras-sisa report` plots them); it costs predictions.
+        ROC and the retained accuracy (`keras-sisa report` plots them); it costs predictions
+        of the test set, so by default (None) only class forgets are audited.
         `callbacks` see every retrained slice's fit, as in `fit`.
         """
         execution = Execution(workers, backend, ray_address, callbacks=callbacks)
@@ -213,9 +233,10 @@ class SISAClassifier:
                 if verbose:
                     print(f"Finishing the interrupted forget {self.manifest['pending_forget']['id']}.")
                 finished = unlearning.complete_pending(self, verbose, execution)
-                if not list(classes) and not list(samples):
+                if not list(classes) and not list(samples) and not list(owners):
                     return finished
-            return unlearning.forget(self, classes, samples, verbose, execution, audit)
+            audit = bool(list(classes)) if audit is None else audit
+            return unlearning.forget(self, classes, samples, verbose, execution, audit, owners)
 
     def _reload(self) -> None:
         """Reads manifest and plan again: another command may have changed them."""
@@ -364,9 +385,11 @@ class SISAClassifier:
             "total_bytes": sum(self.store.size(f) for f in self.store.files()),
             "fit_seconds": self.manifest.get("fit_seconds"),
             "expected_forget_seconds": unlearning.expected_forget_seconds(self, histories),
+            "expected_owner_forget_seconds": unlearning.expected_owner_seconds(self, histories),
             "recipe": self.recipe(histories),
             "receipts": [{k: r[k] for k in ("id", "time", "classes", "deleted_count", "rewound")}
-                         | {"seconds": r["seconds"]["total"], "resumed": "resumed" in r} for r in self.receipts()],
+                         | {"owners": len(r.get("owners", [])), "seconds": r["seconds"]["total"],
+                            "resumed": "resumed" in r} for r in self.receipts()],
             "pending_forget": {k: v for k, v in self.manifest["pending_forget"].items() if k != "deleted"}
             if "pending_forget" in self.manifest else None,
         }
@@ -389,14 +412,22 @@ class SISAClassifier:
         return components
 
     def _plan(self, data: Dataset) -> plans.Plan:
+        """The plan for `data`; with owners or explicit owner tiers, the class strategy puts
+        small owners' images in each expert's last slices."""
         o = self.options
+        if o["owner_tiers"] is None:
+            o["owner_tiers"] = list(owner_ids.DEFAULT_TIERS) if data.owners is not None else []
         if o["strategy"] == "random":
             return plans.random_plan(data.y_train, data.ids, o["shards"] or plans.RANDOM_SHARDS, o["slices"],
                                      self.config.seed)
         x = data.x_train if o["grouping"] == "similar" else None
         shards = o["shards"] or plans.pair_shards(len(np.unique(data.y_train)))
+        tiers = None
+        if o["owner_tiers"]:
+            tiers = owner_ids.tiers_of(owner_ids.keys(data.owners, data.ids), tuple(o["owner_tiers"]),
+                                       self.config.seed)
         return plans.class_plan(data.y_train, data.ids, shards, o["classes_per_slice"],
-                                o["class_order"], x)
+                                o["class_order"], x, tiers)
 
     def _check_builders(self, input_shape: tuple) -> None:
         """Builds each model once before anything is written, so a bad builder fails early."""

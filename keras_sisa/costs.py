@@ -7,6 +7,8 @@ trained (its checkpoint's history), which is what `keras-sisa info` shows per cl
 
 from __future__ import annotations
 
+import numpy as np
+
 from keras_sisa.plan import Plan
 from keras_sisa.training import TrainingConfig, trains
 
@@ -46,3 +48,28 @@ def retraining_seconds(plan: Plan, deleted: set[int], classes, prices: dict[str,
             if k >= first and trains(len(outputs)):
                 total += prices[component.name].get(s.id, 0.0)
     return total
+
+
+def owner_seconds(plan: Plan, owners: np.ndarray, ids: np.ndarray, prices: dict[str, dict[str, float]]) -> np.ndarray:
+    """Per owner (in `np.unique(owners)` order), the training seconds forgetting all its
+    images would redo: in each component, the training slices from its first one on."""
+    slice_of, tails = {}, {}
+    for component in plan.components:
+        outputs, trained = set(), []
+        shard = plan.shard_of() if component.is_gate else None
+        for s in component.slices:
+            outputs |= {shard[i] for i in s.sample_ids} if shard else set(s.classes)
+            trained.append(prices[component.name].get(s.id, 0.0) if trains(len(outputs)) else 0.0)
+        tails[component.name] = np.cumsum(trained[::-1])[::-1]
+        slice_of[component.name] = {i: k for k, s in enumerate(component.slices) for i in s.sample_ids}
+    unique, inverse = np.unique(owners, return_inverse=True)
+    seconds = np.zeros(len(unique))
+    for name, where in slice_of.items():
+        first = np.full(len(unique), len(tails[name]))
+        for owner, i in zip(inverse, ids.tolist()):
+            k = where.get(i)
+            if k is not None and k < first[owner]:
+                first[owner] = k
+        touched = first < len(tails[name])
+        seconds[touched] += tails[name][first[touched]]
+    return seconds

@@ -14,7 +14,7 @@ import unicodedata
 
 import numpy as np
 
-from keras_sisa import folders
+from keras_sisa import folders, owners as owner_ids
 from keras_sisa.errors import InputError
 from keras_sisa.optional import require
 
@@ -30,8 +30,10 @@ class Dataset:
     """Training and test images with integer labels and class names.
 
     `ids` gives every training image a stable identity (its position in the
-    source), which is how a user names the samples to forget. `notes` are lines for
-    the user about how the source was read (images resized, files skipped).
+    source), which is how a user names the samples to forget; `owners` (optional, one
+    per training image, None for none) names the person each belongs to, `test_owners`
+    the same for test images. `notes` are lines for the user about how the source was
+    read (images resized, files skipped).
     """
 
     x_train: np.ndarray
@@ -41,6 +43,8 @@ class Dataset:
     class_names: list[str]
     ids: np.ndarray = None
     notes: list[str] = dataclasses.field(default_factory=list)
+    owners: list | None = None
+    test_owners: list | None = None
 
     def __post_init__(self):
         if self.ids is None:
@@ -80,7 +84,10 @@ def validate(data: Dataset) -> Dataset:
     ids = np.asarray(data.ids, dtype=np.int64)
     if ids.shape != y_train.shape or len(np.unique(ids)) != len(ids):
         raise InputError("Sample ids must be unique, one per training image.")
-    return Dataset(x_train, y_train, x_test, y_test, names, ids, list(data.notes))
+    owners = owner_ids.normalize(data.owners, len(y_train)) if data.owners is not None else None
+    test_owners = (owner_ids.normalize(data.test_owners, len(y_test), "test_owners")
+                   if data.test_owners is not None else None)
+    return Dataset(x_train, y_train, x_test, y_test, names, ids, list(data.notes), owners, test_owners)
 
 
 def _images(x, name: str) -> np.ndarray:
@@ -164,8 +171,9 @@ def limit_per_class(data: Dataset, n: int) -> Dataset:
     keep = np.concatenate([np.flatnonzero(data.y_train == c)[:n]
                            for c in range(len(data.class_names))])
     keep.sort()
+    owners = [data.owners[k] for k in keep] if data.owners is not None else None
     return dataclasses.replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep],
-                               ids=data.ids[keep])
+                               ids=data.ids[keep], owners=owners)
 
 
 def load_fashion_mnist(directory: str = FASHION_MNIST_DIR) -> Dataset:
@@ -214,11 +222,12 @@ def _numpy(split) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
 
 
-NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test", "class_names")
+NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test", "class_names", "owners")
 
 
 def load_npz(path: str) -> Dataset:
-    """Arrays `x_train`, `y_train`, `x_test`, `y_test` and optional `class_names`."""
+    """Arrays `x_train`, `y_train`, `x_test`, `y_test`, optional `class_names` and optional
+    `owners` (one string or integer per training image)."""
     try:
         with np.load(path, allow_pickle=False) as f:
             present = sorted(f.files)
@@ -239,7 +248,12 @@ def load_npz(path: str) -> Dataset:
         names = [str(n) for n in arrays["class_names"].reshape(-1)]
     else:
         names = numbered_classes(y_train, f"`y_train` in {path}")
-    return validate(Dataset(arrays["x_train"], y_train, arrays["x_test"], arrays["y_test"], names))
+    owners = arrays["owners"].reshape(-1).tolist() if "owners" in arrays else None
+    return validate(Dataset(arrays["x_train"], y_train, arrays["x_test"], arrays["y_test"], names,
+                            owners=owners))
+
+
+OWNERS_CSV = "owners.csv"
 
 
 def load_directory(train_dir: str, test_dir: str | None = None, test_split: float = 0.2,
@@ -250,10 +264,12 @@ def load_directory(train_dir: str, test_dir: str | None = None, test_split: floa
     Class names are the subfolder names in sorted order. Images are resized to
     `image_size` and converted to `color_mode` (defaults: what most training images
     have; see `folders.read_folders`). Without `test_dir`, a seeded `test_split` share of
-    each class is held out for testing.
+    each class is held out for testing. An `owners.csv` in a folder (rows `path,owner`)
+    names the person each image belongs to.
     """
     names = folders.class_folders(train_dir)
     train = folders.read_folders(train_dir, names, image_size, color_mode)
+    owners = _folder_owners(train_dir, train.paths)
     if test_dir is not None:
         test_names = folders.class_folders(test_dir)
         if test_names != names:
@@ -261,7 +277,8 @@ def load_directory(train_dir: str, test_dir: str | None = None, test_split: floa
                              f"folder's {names}.")
         test = folders.read_folders(test_dir, names, train.image_size, train.color_mode)
         return validate(Dataset(train.x, train.y, test.x, test.y, names,
-                                notes=[train.note, "Test folder: " + test.note]))
+                                notes=[train.note, "Test folder: " + test.note], owners=owners,
+                                test_owners=_folder_owners(test_dir, test.paths)))
     if not 0 < test_split < 1:
         raise InputError(f"Expected test_split (--test-split) between 0 and 1, got {test_split}.")
     rng = np.random.default_rng(seed)
@@ -271,8 +288,14 @@ def load_directory(train_dir: str, test_dir: str | None = None, test_split: floa
         count = int(round(test_split * len(members)))
         held[rng.choice(members, count, replace=False)] = True
     kept = np.flatnonzero(~held)
+    pick = lambda rows: [owners[k] for k in rows] if owners is not None else None
     return validate(Dataset(train.x[kept], train.y[kept], train.x[held], train.y[held], names, ids=kept,
-                            notes=[train.note]))
+                            notes=[train.note], owners=pick(kept), test_owners=pick(np.flatnonzero(held))))
+
+
+def _folder_owners(directory: str, paths: list[str]) -> list | None:
+    path = os.path.join(directory, OWNERS_CSV)
+    return owner_ids.read_csv(path, paths) if os.path.isfile(path) else None
 
 
 def load(dataset: str | None = None, data_dir: str | None = None, test_dir: str | None = None,

@@ -23,13 +23,15 @@ COLOR_MODES = {"grayscale": 1, "rgb": 3}
 
 @dataclasses.dataclass
 class FolderImages:
-    """Images of one folder tree: pixels, labels, and the one-line account of what was read."""
+    """Images of one folder tree: pixels, labels, paths relative to the tree ("CLASS/FILE"),
+    and the one-line account of what was read."""
 
     x: np.ndarray
     y: np.ndarray
     image_size: tuple[int, int]
     color_mode: str
     note: str
+    paths: list[str]
 
 
 def class_folders(directory: str) -> list[str]:
@@ -107,7 +109,8 @@ def read_folders(directory: str, names: list[str], image_size: tuple[int, int] |
             resized += 1
         images.append(image)
     note = _note(len(images), len(names), size, mode, resized, converted, skipped, broken)
-    return FolderImages(np.stack(images), np.asarray(labels, np.int64), tuple(size), mode, note)
+    paths = [os.path.relpath(path, directory).replace(os.sep, "/") for path, _ in decoded]
+    return FolderImages(np.stack(images), np.asarray(labels, np.int64), tuple(size), mode, note, paths)
 
 
 def _decode(tf, path: str, channels: int = 0) -> np.ndarray | None:

@@ -106,7 +106,8 @@ class Plan:
 
 
 def class_plan(y: np.ndarray, ids: np.ndarray, shards: int, classes_per_slice: int = 1,
-               class_order: list[int] | None = None, x: np.ndarray | None = None) -> Plan:
+               class_order: list[int] | None = None, x: np.ndarray | None = None,
+               tiers: np.ndarray | None = None) -> Plan:
     """Class-isolated shards balanced by sample count; experts meet their classes one slice at a time.
 
     Every class lives in exactly one shard. With images `x`, classes that look alike
@@ -128,13 +129,27 @@ def class_plan(y: np.ndarray, ids: np.ndarray, shards: int, classes_per_slice: i
     members = _similar_groups(x, y, order, size, shards) if x is not None else _dealt(order, size, shards)
     rank = {c: k for k, c in enumerate(order)}
     members.sort(key=lambda m: min(rank[c] for c in m))
-    experts = [Component(expert_name(k), _class_slices(sorted(m, key=rank.get), y, ids, classes_per_slice))
-               for k, m in enumerate(members)]
+    tiers = np.zeros(len(y), np.int64) if tiers is None else np.asarray(tiers)
+    core = tiers == 0
+    experts = []
+    for k, m in enumerate(members):
+        slices = _class_slices(sorted(m, key=rank.get), y[core], ids[core], classes_per_slice)
+        for t in range(1, int(tiers.max()) + 1):
+            slices += _tier_slice(f"o{t}", m, y[tiers == t], ids[tiers == t])
+        experts.append(Component(expert_name(k), slices))
+    seen = core | np.isin(y, [c for c in present if np.mean(core[y == c]) < 0.5])
     named = list(class_order or [])
     unnamed = [c for c in order if c not in named]
-    gate = Component(GATE, _class_slices(unnamed, y, ids, len(unnamed) or 1)
-                     + _class_slices(named, y, ids, classes_per_slice))
+    gate = Component(GATE, _class_slices(unnamed, y[seen], ids[seen], len(unnamed) or 1)
+                     + _class_slices(named, y[seen], ids[seen], classes_per_slice))
     return Plan("class", experts + [gate])
+
+
+def _tier_slice(slice_id: str, classes: list[int], y: np.ndarray, ids: np.ndarray) -> list[Slice]:
+    """The slice of an expert's `classes` holding one owner tier's images, if it has any."""
+    members = ids[np.isin(y, classes)]
+    present = sorted(int(c) for c in np.unique(y[np.isin(y, classes)]))
+    return [Slice(slice_id, present, sorted(int(i) for i in members))] if len(members) else []
 
 
 def _dealt(order: list[int], size: dict[int, int], shards: int) -> list[list[int]]:
@@ -209,5 +224,7 @@ def _class_slices(classes: list[int], y: np.ndarray, ids: np.ndarray, per_slice:
     for start in range(0, len(classes), per_slice):
         group = classes[start:start + per_slice]
         members = ids[np.isin(y, group)]
-        slices.append(Slice("+".join(f"c{c}" for c in group), group, sorted(int(i) for i in members)))
+        if len(members):  # a class whose images all sit in owner tiers has no core slice
+            present = [c for c in group if np.any(y == c)]
+            slices.append(Slice("+".join(f"c{c}" for c in group), present, sorted(int(i) for i in members)))
     return slices

@@ -33,6 +33,11 @@ def load_labels(store: Store, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
     return _shard_arrays(store, plan, ("y", "ids"))
 
 
+def load_owners(store: Store, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
+    """The owner hashes and sample ids of the training images the run still holds."""
+    return _shard_arrays(store, plan, ("owners", "ids"))
+
+
 def _shard_arrays(store: Store, plan: Plan, keys: tuple[str, ...]) -> tuple[np.ndarray, ...]:
     parts = [store.read_arrays(data_path(e.name), keys) for e in plan.experts]
     return tuple(np.concatenate([p[key] for p in parts]) for key in keys)

@@ -16,14 +16,14 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from keras_sisa import audit as audits, costs
+from keras_sisa import audit as audits, costs, owners as owner_ids
 from keras_sisa.callbacks import INITIAL
 from keras_sisa.data import class_indices
 from keras_sisa.errors import InputError
 from keras_sisa.plan import Plan
 from keras_sisa.parallel import Execution, train_components
 from keras_sisa.store import MANIFEST, PLAN, Store, data_path
-from keras_sisa.tasks import collect_seconds, load_labels, load_samples
+from keras_sisa.tasks import collect_seconds, load_labels, load_owners, load_samples
 from keras_sisa.training import process_threads, train_component
 
 
@@ -59,9 +59,47 @@ def expected_forget_seconds(sisa, histories: dict | None = None) -> dict[str, fl
             for c in sisa.classes}
 
 
+def owner_images(sisa, owners) -> tuple[set[int], list[dict]]:
+    """The sample ids of the images of `owners` (ids as given at fit) that the run still holds,
+    and per owner its salted hash and image count. An owner the run never held is refused."""
+    owners = list(owners)
+    if not owners:
+        return set(), []
+    salt = sisa.manifest.get("owner_salt")
+    if salt is None:
+        raise InputError("The run was fitted without owners; pass owners to fit (an `owners` array in "
+                         "--npz, owners.csv in --data-dir) to forget people.")
+    stored, ids = load_owners(sisa.store, sisa.plan)
+    forgotten = set(sisa.manifest.get("forgotten_owners", []))
+    found, rows = set(), []
+    for owner in owner_ids.normalize(owners, len(owners), "owners"):
+        key = owner_ids.digest(salt, owner)
+        held = ids[stored == key]
+        if not len(held) and key not in forgotten:
+            shown = owner if len(owner) <= 40 else owner[:40] + "..."
+            raise InputError(f"Unknown owner {shown!r}: no training image of the run belongs to it.")
+        found |= set(held.tolist())
+        rows.append({"owner_sha256": key, "images": len(held)})
+    return found, rows
+
+
+def expected_owner_seconds(sisa, histories: dict | None = None) -> dict | None:
+    """The training seconds forgetting one owner should take: median and 90th percentile
+    over the run's owners (`costs.owner_seconds`); None for a run fitted without owners."""
+    if "owner_salt" not in sisa.manifest:
+        return None
+    owners, ids = load_owners(sisa.store, sisa.plan)
+    prices = costs.slice_seconds(sisa.plan, histories or sisa.histories(), sisa.config,
+                                 sisa.manifest.get("component_seconds", {}))
+    seconds = costs.owner_seconds(sisa.plan, owners, ids, prices)
+    return {"owners": len(seconds), "median": float(np.median(seconds)), "p90": float(np.percentile(seconds, 90)),
+            "mean": float(np.mean(seconds))}
+
+
 def forget(sisa, classes=(), samples=(), verbose: int = 1, execution: Execution = Execution(),
-           audit: bool = True) -> dict:
-    """Removes `classes` (names or indices) and `samples` (ids) from a fitted run; returns the receipt.
+           audit: bool = True, owners=()) -> dict:
+    """Removes `classes` (names or indices), `samples` (ids) and the images of `owners` from a
+    fitted run; returns the receipt.
 
     The request is first recorded in the manifest as pending, with everything needed
     to finish it; `complete_pending` then purges and retrains. A forget killed at any
@@ -82,10 +120,11 @@ def forget(sisa, classes=(), samples=(), verbose: int = 1, execution: Execution 
     if unknown:
         raise InputError(f"Unknown sample id {unknown[0]} ({len(unknown)} unknown in all); sample ids "
                          "are the training images' positions in the source data.")
+    owned, owner_rows = owner_images(sisa, owners)
     labels, stored_ids = load_labels(sisa.store, plan)
-    deleted = (ids & held) | set(stored_ids[np.isin(labels, new_classes)].tolist())
+    deleted = (ids & held) | owned | set(stored_ids[np.isin(labels, new_classes)].tolist())
     if not deleted:
-        what = ", ".join(names[c] for c in already) or "those samples"
+        what = ", ".join(names[c] for c in already) or ("those owners" if owner_rows else "those samples")
         return {"noop": True, "message": f"Nothing to forget: {what} already forgotten."}
 
     new_plan = plan.without(deleted, new_classes)
@@ -96,6 +135,7 @@ def forget(sisa, classes=(), samples=(), verbose: int = 1, execution: Execution 
         "classes": [names[c] for c in new_classes],
         "class_indices": new_classes,
         "sample_ids": sorted(ids & held),
+        "owners": owner_rows,
         "deleted_count": len(deleted),
         "deleted_ids_sha256": hashlib.sha256(np.asarray(sorted(deleted), np.int64).tobytes()).hexdigest(),
         "rewound": rewinds(plan, deleted, new_classes),
@@ -108,6 +148,9 @@ def forget(sisa, classes=(), samples=(), verbose: int = 1, execution: Execution 
     sisa.manifest.update(status="forgetting", pending_forget=pending,
                          forgotten=sorted(set(sisa.manifest["forgotten"]) | set(new_classes)),
                          deleted_ids=sorted(set(sisa.manifest.get("deleted_ids", [])) | deleted))
+    if owner_rows:
+        sisa.manifest["forgotten_owners"] = sorted(set(sisa.manifest.get("forgotten_owners", []))
+                                                   | {r["owner_sha256"] for r in owner_rows})
     sisa.store.write_json(MANIFEST, sisa.manifest)
     return complete_pending(sisa, verbose, execution)
 
@@ -172,10 +215,13 @@ def _purge(store: Store, new_plan: Plan, deleted: set[int], pending: dict) -> No
         keep = ~np.isin(arrays["ids"], list(deleted))
         if not keep.all():
             store.write_arrays(data_path(name), {k: v[keep] for k, v in arrays.items()})
-    if pending["class_indices"] and store.exists("data/test.npz"):
+    if (pending["class_indices"] or pending.get("owners")) and store.exists("data/test.npz"):
         test = store.read_arrays("data/test.npz")
         keep = ~np.isin(test["y"], pending["class_indices"])
-        store.write_arrays("data/test.npz", {k: v[keep] for k, v in test.items()})
+        if "owners" in test:
+            keep &= ~np.isin(test["owners"], [r["owner_sha256"] for r in pending.get("owners", [])])
+        if not keep.all():
+            store.write_arrays("data/test.npz", {k: v[keep] for k, v in test.items()})
     store.write_json(PLAN, new_plan.to_json())
     for name, rewind in pending["rewound"].items():
         folder = store.path(f"checkpoints/{name}")

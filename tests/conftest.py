@@ -46,7 +46,7 @@ def subset(dataset, classes, train, test):
                         [dataset.class_names[c] for c in classes], ids=dataset.ids[rows])
 
 
-def fit_small(directory, dataset, plan=None, **options):
+def fit_small(directory, dataset, plan=None, owners=None, test_owners=None, **options):
     """A SISA fit with tiny models: 2 shards, two epochs per slice."""
     settings = dict(model_fn=tiny_cnn, gate_fn=tiny_cnn, shards=2, epochs=2, gate_epochs=2,
                     batch_size=32, gate_batch_size=32, learning_rate=2e-3, gate_learning_rate=4e-3)
@@ -54,7 +54,7 @@ def fit_small(directory, dataset, plan=None, **options):
     sisa = SISAClassifier(str(directory), **settings)
     return sisa.fit(dataset.x_train, dataset.y_train, dataset.class_names,
                     test_data=(dataset.x_test, dataset.y_test), sample_ids=dataset.ids, plan=plan,
-                    verbose=0)
+                    verbose=0, owners=owners, test_owners=test_owners)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,198 @@
+"""Forgetting people: owners through every data source, owner tiers, exactness, no clear ids."""
+
+import hashlib
+import os
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import TINY, fit_small, read_manifest, run_cli, run_digests, start_cli, write_npz
+from keras_sisa import InputError, data, load, owners as owner_ids
+from keras_sisa.cli.main import main
+from test_data import write_folder
+from test_parallel import PLACEMENTS
+from test_reliability import kill_when
+from test_unlearning import digests, refit_without, stored_image_hashes
+
+
+def skewed_owners(count: int, seed: int = 0) -> list[str]:
+    """Owner ids for `count` images: a few owners with many images, many with one or two."""
+    rng = np.random.default_rng(seed)
+    return [f"person-{int(k):03d}" for k in (rng.zipf(1.6, count) - 1) % 60]
+
+
+@pytest.fixture(scope="session")
+def people(small):
+    return skewed_owners(len(small.y_train))
+
+
+@pytest.fixture(scope="session")
+def owned(small, people, tmp_path_factory):
+    """A fitted run whose images carry owners (default owner tiers)."""
+    return fit_small(tmp_path_factory.mktemp("owned") / "run", small, owners=people)
+
+
+def copy(run, tmp_path, name="copy"):
+    shutil.copytree(run.directory, tmp_path / name)
+    return load(str(tmp_path / name), model_fn="tiny_models:tiny_cnn", gate_fn="tiny_models:tiny_cnn")
+
+
+def images_of(small, people, *who):
+    return {int(i) for i, p in zip(small.ids, people) if p in who}
+
+
+def by_size(people):
+    names, counts = np.unique(people, return_counts=True)
+    return [str(n) for n in names[np.argsort(-counts, kind="stable")]]
+
+
+def test_tiers_put_the_smallest_owners_last():
+    keys = ["big"] * 50 + ["mid"] * 12 + [f"one-{k}" for k in range(8)]
+    tiers = owner_ids.tiers_of(keys, (0.2, 0.12), seed=0)
+    assert set(tiers[:50]) == {0}
+    assert set(tiers[50:62]) == {1} and set(tiers[62:]) == {2}
+
+
+def test_plan_gives_each_expert_owner_slices_that_the_gate_leaves_out(owned, small, people):
+    small_ids = images_of(small, people, *by_size(people)[-20:])
+    for expert in owned.plan.experts:
+        assert [s.id for s in expert.slices][-2:] == ["o1", "o2"]
+    gate = owned.plan.gate
+    tier_ids = {i for e in owned.plan.experts for s in e.slices if s.id.startswith("o") for i in s.sample_ids}
+    assert small_ids & tier_ids and not tier_ids & set(gate.sample_ids)
+
+
+def test_forget_owner_matches_a_refit_without_their_images(owned, small, people, tmp_path):
+    sisa = copy(owned, tmp_path)
+    plan = sisa.plan
+    who = by_size(people)[0]  # the owner with most images: rewinds the core
+    deleted = images_of(small, people, who)
+    receipt = sisa.forget(owners=[who], verbose=0)
+    assert receipt["deleted_count"] == len(deleted)
+    assert receipt["owners"] == [{"owner_sha256": owner_ids.digest(sisa.manifest["owner_salt"], who),
+                                  "images": len(deleted)}]
+    refit = refit_without(small, tmp_path, plan.without(deleted), deleted)
+    assert digests(sisa) == digests(refit)
+    assert all(row["identical"] for row in sisa.verify())
+
+
+def test_a_small_owner_rewinds_only_the_last_slices(owned, small, people, tmp_path):
+    sisa = copy(owned, tmp_path)
+    last = {i for e in owned.plan.experts for i in e.slices[-1].sample_ids}
+    who = next(p for p in by_size(people)[::-1] if images_of(small, people, p) <= last)
+    receipt = sisa.forget(owners=[who], verbose=0)
+    assert "gate" not in receipt["rewound"]
+    assert receipt["rewound"] and all(r == {"to_slice": "o1", "retrained_slices": 1, "of_slices": 4}
+                                      for r in receipt["rewound"].values())
+
+
+def test_several_owners_at_once_equal_one_by_one(owned, people, tmp_path):
+    who = by_size(people)[1:4]
+    batch, single = copy(owned, tmp_path, "batch"), copy(owned, tmp_path, "single")
+    batch.forget(owners=who, verbose=0, audit=False)
+    for person in who:
+        single.forget(owners=[person], verbose=0, audit=False)
+    assert digests(batch) == digests(single)
+    assert batch.plan.to_json() == single.plan.to_json()
+
+
+def test_no_owner_id_is_stored_in_clear_and_their_images_are_gone(owned, small, people, tmp_path):
+    sisa = copy(owned, tmp_path)
+    who = by_size(people)[2]
+    rows = np.isin(small.ids, list(images_of(small, people, who)))
+    sisa.forget(owners=[who], verbose=0)
+    for root, _, files in os.walk(sisa.directory):
+        for name in files:
+            content = open(os.path.join(root, name), "rb").read()
+            assert not any(p.encode() in content for p in set(people)), name
+    gone = {hashlib.sha256(image.tobytes()).hexdigest() for image in small.x_train[rows]}
+    assert not gone & stored_image_hashes(sisa)
+    assert sisa.forget(owners=[who], verbose=0)["noop"]
+
+
+def test_unknown_owner_and_a_run_without_owners_are_refused(owned, tmp_path):
+    sisa = copy(owned, tmp_path)
+    before = digests(sisa)
+    with pytest.raises(InputError, match="Unknown owner 'nobody'"):
+        sisa.forget(owners=["nobody"], verbose=0)
+    assert digests(sisa) == before and sisa.manifest.get("receipts") is None
+    result = CliRunner().invoke(main, ["forget", sisa.directory, "--owner", "nobody"])
+    assert result.exit_code == 2 and "Unknown owner" in result.output
+
+
+def test_cli_npz_owners_forget_by_owner_and_owners_file(small, people, tmp_path):
+    npz = write_npz(tmp_path / "owned.npz", small, owners=np.array(people))
+    run = str(tmp_path / "run")
+    result = CliRunner().invoke(main, ["fit", "--npz", npz, *TINY, "--out", run])
+    assert result.exit_code == 0, result.output
+    info = CliRunner().invoke(main, ["info", run])
+    assert "one owner: median" in info.output
+    listing = tmp_path / "owners.txt"
+    listing.write_text(f"{by_size(people)[-1]}\n\n{by_size(people)[-2]}\n")
+    result = CliRunner().invoke(main, ["forget", run, "--owner", by_size(people)[-3], "--owners", str(listing)])
+    assert result.exit_code == 0, result.output
+    assert "of 3 owners" in result.output
+    assert load(run, check=True).receipts()[0]["deleted_count"] == len(images_of(small, people, *by_size(people)[-3:]))
+
+
+@pytest.mark.parametrize("owners, message", [
+    (lambda n: np.array(["a"] * (n - 1)), "one owner per training image"),
+    (lambda n: np.array(["a"] * (n - 1) + [""]), "must be non-empty"),
+])
+def test_bad_owner_arrays_exit_2(small, tmp_path, owners, message):
+    npz = write_npz(tmp_path / "bad.npz", small, owners=owners(len(small.y_train)))
+    result = CliRunner().invoke(main, ["fit", "--npz", npz, *TINY, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and message in result.output
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_folder_owners_csv_and_their_test_images(small, tmp_path):
+    folder = tmp_path / "photos"
+    write_folder(folder, {name: small.x_train[small.y_train == k][:12] for k, name in enumerate(["cat", "dog"])})
+    (folder / "owners.csv").write_text("path,owner\n" + "".join(
+        f"{name}/{k}.png,{'ann' if k < 4 else 'bob'}\n" for name in ("cat", "dog") for k in range(8)))
+    loaded = data.load(data_dir=str(folder), test_split=0.25)
+    train_owners, test_owners = set(loaded.owners), set(loaded.test_owners)
+    assert {"ann", "bob"} <= train_owners | test_owners and None in train_owners
+    sisa = fit_small(tmp_path / "run", loaded, owners=loaded.owners, test_owners=loaded.test_owners)
+    held = sum(o == "ann" for o in loaded.test_owners)
+    before = len(sisa.store.read_arrays("data/test.npz")["y"])
+    sisa.forget(owners=["ann"], verbose=0)
+    assert len(sisa.store.read_arrays("data/test.npz")["y"]) == before - held
+    (folder / "owners.csv").write_text("cat/99.png,carl\n")
+    result = CliRunner().invoke(main, ["fit", "--data-dir", str(folder), *TINY, "--out", str(tmp_path / "bad")])
+    assert result.exit_code == 2 and "'cat/99.png' is not an image of the folder" in result.output
+
+
+@pytest.mark.slow  # two CLI fits and forgets, one in worker processes or Ray tasks
+@pytest.mark.parametrize("placement", ["local", "ray"])
+def test_owner_forget_in_workers_or_ray_gives_the_same_bits(placement, small, people, tmp_path):
+    npz = write_npz(tmp_path / "owned.npz", small, owners=np.array(people))
+    runs = {}
+    for name, placed in (("sequential", []), ("placed", PLACEMENTS[placement])):
+        runs[name] = str(tmp_path / name)
+        assert run_cli("fit", "--npz", npz, *TINY, *placed, "--out", runs[name]).returncode == 0
+        forgot = run_cli("forget", runs[name], "--owner", by_size(people)[0], "--owner", by_size(people)[-1], *placed)
+        assert forgot.returncode == 0, forgot.stderr
+    assert run_digests(runs["sequential"]) == run_digests(runs["placed"])
+
+
+def test_an_owner_forget_killed_after_its_purge_is_finished_and_never_undone(small, people, tmp_path):
+    npz = write_npz(tmp_path / "owned.npz", small, owners=np.array(people))
+    fitted, killed = str(tmp_path / "fitted"), str(tmp_path / "killed")
+    assert run_cli("fit", "--npz", npz, *TINY, "--out", fitted).returncode == 0
+    shutil.copytree(fitted, killed)
+    who = by_size(people)[0]
+    assert run_cli("forget", fitted, "--owner", who).returncode == 0
+    kill_when(start_cli("forget", killed, "--owner", who),
+              lambda: read_manifest(killed).get("pending_forget", {}).get("purged"))
+    rows = np.isin(small.ids, list(images_of(small, people, who)))
+    gone = {hashlib.sha256(image.tobytes()).hexdigest() for image in small.x_train[rows]}
+    assert not gone & stored_image_hashes(load(killed, check=False))
+    finished = run_cli("forget", killed)
+    assert finished.returncode == 0, finished.stderr
+    assert run_digests(killed) == run_digests(fitted)
+    again = run_cli("forget", killed, "--owner", who)
+    assert again.returncode == 0 and "already forgotten" in again.stdout
