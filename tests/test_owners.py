@@ -179,6 +179,7 @@ def test_owner_forget_in_workers_or_ray_gives_the_same_bits(placement, small, pe
     assert run_digests(runs["sequential"]) == run_digests(runs["placed"])
 
 
+@pytest.mark.slow  # five CLI processes; the default run kills class forgets the same way (test_reliability)
 def test_an_owner_forget_killed_after_its_purge_is_finished_and_never_undone(small, people, tmp_path):
     npz = write_npz(tmp_path / "owned.npz", small, owners=np.array(people))
     fitted, killed = str(tmp_path / "fitted"), str(tmp_path / "killed")

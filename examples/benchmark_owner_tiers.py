@@ -1,0 +1,78 @@
+"""Benchmark: what owner tiers trade, accuracy and fit time against the cost of forgetting one owner.
+
+For each tier setting, fits the default ensemble on Fashion-MNIST (`--limit-per-class`
+images per class) with owners assigned as in `benchmark_requests.py`, and records test
+and routing accuracy, fit time, and the expected training seconds of forgetting one
+owner (`keras-sisa info`: each slice priced at what it took to fit) as mean, median and
+90th percentile over owners, each divided by the early-stopped plain CNN's fit time.
+
+    python examples/benchmark_owner_tiers.py --out results/benchmark_owner_tiers.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+
+import numpy as np
+
+import keras_sisa
+from keras_sisa import data as sources
+
+import monolithic as baseline
+from benchmark_requests import assign_owners
+
+SETTINGS = {"none": [], "0.05": [0.05], "0.15,0.05": [0.15, 0.05], "0.3,0.15,0.05": [0.3, 0.15, 0.05]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="results/benchmark_owner_tiers.json")
+    parser.add_argument("--limit-per-class", type=int, default=1000)
+    parser.add_argument("--owners-per-class", type=int, default=50, help="Owners per class of images.")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    dataset = sources.load(limit=args.limit_per_class)
+    owners = args.owners_per_class * len(dataset.class_names)
+    people = [f"owner-{k:05d}" for k in assign_owners(dataset.y_train, owners, args.seed)]
+    model, plain = baseline.train(dataset.x_train, dataset.y_train, len(dataset.class_names), args.seed)
+    plain["accuracy"] = float(np.mean(baseline.predict(model, dataset.x_test) == dataset.y_test))
+    rows = []
+    for name, tiers in SETTINGS.items():
+        scratch = tempfile.mkdtemp(prefix="sisa-tiers-bench-")
+        try:
+            sisa = keras_sisa.SISAClassifier(os.path.join(scratch, "run"), owner_tiers=tiers, seed=args.seed)
+            sisa.fit(dataset.x_train, dataset.y_train, dataset.class_names, test_data=(dataset.x_test, dataset.y_test),
+                     sample_ids=dataset.ids, owners=people, verbose=0)
+            evaluation, cost = sisa.evaluate(), sisa.info()["expected_owner_forget_seconds"]
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        rows.append({"tiers": name, "accuracy": evaluation["accuracy"], "routing_accuracy": evaluation["routing_accuracy"],
+                     "fit_seconds": sisa.manifest["fit_seconds"], "owner_seconds": cost,
+                     **{f"owner_{k}_ratio": cost[k] / plain["seconds"] for k in ("mean", "median", "p90")}})
+        print(f"tiers {name}: {100 * evaluation['accuracy']:.2f}%, owner mean {rows[-1]['owner_mean_ratio']:.3f}x",
+              flush=True)
+    result = {"benchmark": "owner_tiers", "date": time.strftime("%Y-%m-%d"),
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+              "dataset": f"fashion_mnist, {args.limit_per_class} per class, {owners} owners",
+              "monolithic": plain, "rows": rows}
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"\nplain CNN: {100 * plain['accuracy']:.2f}% in {plain['seconds']:.1f} s ({plain['epochs']} epochs)")
+    print(f"{'tiers':<15} {'accuracy':>8} {'routing':>8} {'fit s':>7} {'x plain':>7} {'owner mean':>10} "
+          f"{'median':>7} {'p90':>7}")
+    for r in rows:
+        print(f"{r['tiers']:<15} {100 * r['accuracy']:>7.2f}% {100 * r['routing_accuracy']:>7.2f}% "
+              f"{r['fit_seconds']:>7.1f} {r['fit_seconds'] / plain['seconds']:>7.2f} {r['owner_mean_ratio']:>10.3f} "
+              f"{r['owner_median_ratio']:>7.3f} {r['owner_p90_ratio']:>7.3f}")
+
+
+if __name__ == "__main__":
+    main()
