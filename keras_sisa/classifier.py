@@ -529,6 +529,9 @@ def load(directory: str, model_fn: ModelFn | str | None = None,
         raise InputError(f"{directory} is not a keras-sisa run (no {MANIFEST}); give the --out "
                          "directory of a `keras-sisa fit`.")
     manifest = store.read_json(MANIFEST)
+    if manifest.get("format") != FORMAT:
+        raise InputError(f"{directory} is a run of format {manifest.get('format')!r}, which this keras-sisa "
+                         f"({FORMAT!r}) cannot read; open it with the keras-sisa that fitted it, or refit.")
     builders = []
     for given, key in ((model_fn, "model_fn"), (gate_fn, "gate_fn")):
         spec = given or manifest.get(key)

@@ -386,3 +386,14 @@ def test_a_pickled_checkpoint_is_refused_in_one_line(fitted, tmp_path):
         np.savez(checkpoint, body=np.array([{"code": "runs"}], dtype=object), allow_pickle=True)
     rewrite_checksums(run, checkpoints)
     refused(invoke("evaluate", run), "is not a plain npz of arrays")
+
+
+def test_a_run_of_an_unknown_format_is_refused_with_one_line(fitted, tmp_path):
+    from keras_sisa.store import seal
+
+    run = tmp_path / "newer"
+    shutil.copytree(fitted.directory, run)
+    manifest = read_manifest(run)
+    manifest.pop("digest")
+    (run / "manifest.json").write_text(json.dumps(seal({**manifest, "format": "keras-sisa-run/2"})))
+    refused(invoke("info", run), "is a run of format 'keras-sisa-run/2', which this keras-sisa")
