@@ -336,7 +336,7 @@ def info_text(details: dict) -> None:
                    f"{details['directory']}` to finish it")
     for r in details["receipts"]:
         rewound = ", ".join(f"{name} to {step['to_slice']}" for name, step in r["rewound"].items())
-        people = f" of {r['owners']} owner{'s' if r['owners'] > 1 else ''}" if r.get("owners") else ""
+        people = owners_text(r.get("owners", 0))
         click.echo(f"  receipt {r['id']} ({r['time']}): forgot {r['deleted_count']} images"
                    f"{' of ' + ', '.join(r['classes']) if r['classes'] else ''}{people} in {r['seconds']:.1f} s"
                    f"{' (finished after an interruption)' if r.get('resumed') else ''}; "
@@ -386,11 +386,15 @@ def forget(run, classes, samples_file, owners, owners_file, workers, backend, ra
         click.echo(receipt["message"])
         return
     rewound = ", ".join(f"{name} to {r['to_slice']}" for name, r in receipt["rewound"].items())
-    people = len(receipt.get("owners", []))
     click.echo(f"Forgot {receipt['deleted_count']} images"
                f"{' of ' + ', '.join(receipt['classes']) if receipt['classes'] else ''}"
-               f"{f' of {people} owner' + ('s' if people > 1 else '') if people else ''} in "
+               f"{owners_text(len(receipt.get('owners', [])))} in "
                f"{receipt['seconds']['total']:.1f} s; rewound {rewound}. Receipt {receipt['id']}.")
+
+
+def owners_text(count: int) -> str:
+    """" of N owners" for a receipt that forgot owners, else nothing."""
+    return f" of {count} owner{'s' if count > 1 else ''}" if count else ""
 
 
 def read_owners(path: str | None) -> list[str]:

@@ -147,8 +147,8 @@ def class_plan(y: np.ndarray, ids: np.ndarray, shards: int, classes_per_slice: i
 
 def _tier_slice(slice_id: str, classes: list[int], y: np.ndarray, ids: np.ndarray) -> list[Slice]:
     """The slice of an expert's `classes` holding one owner tier's images, if it has any."""
-    members = ids[np.isin(y, classes)]
-    present = sorted(int(c) for c in np.unique(y[np.isin(y, classes)]))
+    mine = np.isin(y, classes)
+    members, present = ids[mine], sorted(int(c) for c in np.unique(y[mine]))
     return [Slice(slice_id, present, sorted(int(i) for i in members))] if len(members) else []
 
 

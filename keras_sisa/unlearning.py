@@ -49,12 +49,17 @@ def rewinds(plan: Plan, deleted: set[int], classes=()) -> dict[str, dict]:
             for name, k in first_touched(plan, deleted).items()}
 
 
+def _slice_prices(sisa, histories: dict | None) -> dict[str, dict[str, float]]:
+    """What each slice of the run cost to train (`costs.slice_seconds`)."""
+    return costs.slice_seconds(sisa.plan, histories or sisa.histories(), sisa.config,
+                               sisa.manifest.get("component_seconds", {}))
+
+
 def expected_forget_seconds(sisa, histories: dict | None = None) -> dict[str, float]:
     """Per retained class, the training seconds a forget of it should take (`costs`);
     `histories` as `sisa.histories()` returns them, if the caller has them."""
     labels, ids = load_labels(sisa.store, sisa.plan)
-    prices = costs.slice_seconds(sisa.plan, histories or sisa.histories(), sisa.config,
-                                 sisa.manifest.get("component_seconds", {}))
+    prices = _slice_prices(sisa, histories)
     return {sisa.class_names[c]: costs.retraining_seconds(sisa.plan, set(ids[labels == c].tolist()), [c], prices)
             for c in sisa.classes}
 
@@ -89,9 +94,7 @@ def expected_owner_seconds(sisa, histories: dict | None = None) -> dict | None:
     if "owner_salt" not in sisa.manifest:
         return None
     owners, ids = load_owners(sisa.store, sisa.plan)
-    prices = costs.slice_seconds(sisa.plan, histories or sisa.histories(), sisa.config,
-                                 sisa.manifest.get("component_seconds", {}))
-    seconds = costs.owner_seconds(sisa.plan, owners, ids, prices)
+    seconds = costs.owner_seconds(sisa.plan, owners, ids, _slice_prices(sisa, histories))
     return {"owners": len(seconds), "median": float(np.median(seconds)), "p90": float(np.percentile(seconds, 90)),
             "mean": float(np.mean(seconds))}
 
