@@ -35,7 +35,7 @@ from keras_sisa.errors import InputError
 MANIFEST = "manifest.json"
 PLAN = "plan.json"
 FORMAT = "keras-sisa-run/1"
-LOCK = ".lock"  # the writers' lock file (locking.py); alone, it means nothing was written yet
+LOCK = ".lock"  # the writers' lock file (locking.py); with only unfinished writes beside it, nothing was written yet
 PARTIAL = ".tmp-"  # marks a file being written; renamed into place when complete
 T = TypeVar("T")
 
@@ -66,15 +66,20 @@ class Store:
     def create(self) -> None:
         """Makes the directory for a new run; refuses one that already holds anything."""
         self.check_new()
+        if tf.io.gfile.exists(self.root):
+            self.remove_partial_writes()
         tf.io.gfile.makedirs(self.root)
 
     def check_new(self) -> None:
-        """Raises `InputError` unless the directory is absent or holds at most a lock file
-        (left by a fit killed before it wrote anything)."""
-        if tf.io.gfile.exists(self.root):
-            if not tf.io.gfile.isdir(self.root):
-                raise InputError(f"--out {self.root} is a file; give a new directory for the run.")
-            if set(tf.io.gfile.listdir(self.root)) - {LOCK}:
+        """Raises `InputError` unless the directory is absent or holds only what a fit killed
+        before its first complete file leaves: the lock and unfinished writes."""
+        if not tf.io.gfile.exists(self.root):
+            return
+        if not tf.io.gfile.isdir(self.root):
+            raise InputError(f"--out {self.root} is a file; give a new directory for the run.")
+        for directory, _, names in tf.io.gfile.walk(self.root):
+            top = directory.rstrip("/") == self.root
+            if any(PARTIAL not in name and not (top and name == LOCK) for name in names):
                 raise InputError(f"--out {self.root} already exists and is not empty; choose a new "
                                  "directory or delete that one.")
 

@@ -1,15 +1,17 @@
-"""Faults and concurrency: SIGKILLed fit and forget resume to the exact result, two writers
+"""Faults and concurrency: SIGKILLed fit (at every step of preparing) and forget resume to the exact result, two writers
 serialise, and a corrupted file is named."""
 
 import os
 import shutil
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from keras_sisa import InputError, data, load
-from conftest import FORGET, TINY, read_manifest, run_cli, run_digests, start_cli, wait_until, write_npz
+from conftest import FORGET, TESTS, TINY, read_manifest, run_cli, run_digests, start_cli, wait_until, write_npz
 from test_unlearning import stored_image_hashes
 
 def kill_when(process, ready) -> None:
@@ -130,7 +132,7 @@ def test_repair_refits_the_component_from_its_last_good_slice(reference, tmp_pat
     (dict(x_train=np.array(["a"] * 240)), "hold numbers"),
     (dict(x_train=np.array([np.zeros((28, 28)), np.zeros((14, 14))], dtype=object)), "not a plain npz"),
     (dict(y_train=np.full(240, 7)), "out of range"),
-    (dict(x_test=np.full((10, 28, 28, 1), np.inf)), "NaN or infinite"),
+    (dict(x_test=np.full((120, 28, 28, 1), np.inf)), "NaN or infinite"),
     (dict(y_train=np.linspace(0, 3, 240)), "integer labels"),
 ])
 def test_hostile_npz_is_refused_with_exit_2_and_nothing_written(small, tmp_path, changes, message):
@@ -196,3 +198,26 @@ def test_a_write_left_unfinished_by_a_killed_command_is_removed_by_the_next(refe
     assert finished.returncode == 0, finished.stderr
     assert not os.path.exists(stray)
     assert run_digests(run) == reference[1]
+
+
+def fit_steps(small_npz, run, kill_at: int) -> subprocess.CompletedProcess:
+    """The tiny CLI fit into `run`, SIGKILLed at its `kill_at`th file-system step (-1: none)."""
+    return subprocess.run([sys.executable, os.path.join(TESTS, "kill_at_step.py"), str(kill_at), run,
+                           "fit", "--npz", small_npz, *TINY, "--out", run],
+                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=TESTS))
+
+
+@pytest.mark.slow
+def test_a_fit_killed_at_every_step_of_preparing_finishes_to_identical_weights(small_npz, reference, tmp_path):
+    listed = fit_steps(small_npz, str(tmp_path / "listed"), -1)
+    assert listed.returncode == 0, listed.stderr
+    steps = [line for line in listed.stderr.splitlines() if line.startswith("step ")]
+    preparing = steps[:next(n for n, step in enumerate(steps) if "checkpoints" in step)]
+    assert len(preparing) >= 10, steps  # lock, manifest, every data file, plan, manifest again
+    for n, step in enumerate(preparing):
+        run = str(tmp_path / f"killed-{n}")
+        assert fit_steps(small_npz, run, n).returncode == -signal.SIGKILL, step
+        again = run_cli("fit", "--npz", small_npz, *TINY, "--out", run)
+        assert again.returncode == 0, (step, again.stderr)
+        assert run_digests(run) == reference[0], step
+        assert not [f for _, _, files in os.walk(run) for f in files if ".tmp-" in f], step
