@@ -11,6 +11,7 @@ import difflib
 import gzip
 import os
 import unicodedata
+import zipfile
 
 import numpy as np
 
@@ -229,11 +230,14 @@ def load_npz(path: str) -> Dataset:
     """Arrays `x_train`, `y_train`, `x_test`, `y_test`, optional `class_names` and optional
     `owners` (one string or integer per training image)."""
     try:
+        _check_declared_shapes(path)
         with np.load(path, allow_pickle=False) as f:
             present = sorted(f.files)
             arrays = {key: f[key] for key in NPZ_ARRAYS if key in f.files}  # others stay unread
     except FileNotFoundError:
         raise InputError(f"No such npz file: {path}.") from None
+    except InputError:
+        raise
     except ValueError as error:
         raise InputError(f"{path} is not a plain npz of arrays ({error}); save it with "
                          "numpy.savez and no object arrays.") from None
@@ -251,6 +255,37 @@ def load_npz(path: str) -> Dataset:
     owners = arrays["owners"].reshape(-1).tolist() if "owners" in arrays else None
     return validate(Dataset(arrays["x_train"], y_train, arrays["x_test"], arrays["y_test"], names,
                             owners=owners))
+
+
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _check_declared_shapes(path: str) -> None:
+    """Reads only the headers of the npz's used members and refuses, before anything is
+    decompressed, a member declaring more bytes than it holds or more images than labels."""
+    shapes = {}
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            key = info.filename.removesuffix(".npy")
+            if key not in NPZ_ARRAYS:
+                continue
+            with archive.open(info) as member:
+                reader = _HEADER_READERS.get(np.lib.format.read_magic(member))
+                shape, _, dtype = reader(member) if reader else ((), None, None)
+                if dtype is None or dtype.hasobject:
+                    continue  # a newer npy version or pickled objects: np.load refuses what it must
+                declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if declared > info.file_size:
+                    raise InputError(f"{info.filename} in {path} declares shape {shape} ({declared:,} bytes) "
+                                     f"but holds {info.file_size:,} bytes; the file is damaged, save it again.")
+            shapes[key] = shape
+    pairs = (("x_train", "y_train", "one label per training image"),
+             ("x_test", "y_test", "one label per test image"),
+             ("owners", "y_train", "one owner per training image"))
+    for rows, labels, need in pairs:
+        if shapes.get(rows) and shapes.get(labels) and shapes[rows][0] != shapes[labels][0]:
+            raise InputError(f"`{rows}` in {path} declares {shapes[rows][0]:,} entries but `{labels}` "
+                             f"{shapes[labels][0]:,}; give {need}.")
 
 
 OWNERS_CSV = "owners.csv"

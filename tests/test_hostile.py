@@ -1,6 +1,7 @@
 """Hostile and careless input: each case ends in one `Error:` line, exit code 2, and no
 half-written run."""
 
+import io
 import json
 import os
 import re
@@ -241,6 +242,33 @@ def test_class_names_with_line_breaks_are_refused(small, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def lying_member(shape: tuple, dtype=np.uint8) -> bytes:
+    """An npy member whose header declares `shape` but whose body holds a single byte."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": np.dtype(dtype).str, "fortran_order": False,
+                                                  "shape": shape})
+    return header.getvalue() + b"\0"
+
+
+@pytest.mark.parametrize("member, content, message", [
+    ("x_train.npy", lying_member((10**9, 28, 28, 1)), "declares shape (1000000000, 28, 28, 1)"),
+    ("x_train.npy", None, "declares 20,000 entries but `y_train` 240; give one label per training image"),
+    ("owners.npy", None, "`owners` in"),
+], ids=["header-lies", "more-images-than-labels", "more-owners-than-images"])
+def test_npz_members_of_absurd_declared_size_are_refused_unread(small, tmp_path, member, content, message):
+    path = write_npz(tmp_path / "absurd.npz", small, **{member[:-4]: None})
+    with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as bundle:  # zeros: a 15 MB member in 15 kB
+        bundle.writestr(member, content or npy_bytes(np.zeros((20_000, 28, 28), np.uint8)))
+    refused(invoke("fit", "--npz", path, *TINY, "--out", tmp_path / "run"), message)
+    assert not (tmp_path / "run").exists()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
 def test_unused_npz_members_are_not_read(small, tmp_path):
     path = write_npz(tmp_path / "extra.npz", small, padding=np.zeros(1, np.uint8))
     with zipfile.ZipFile(path, "a") as bundle:  # a member that is not valid npy: reading it would fail
@@ -318,6 +346,34 @@ def test_a_keyed_manifest_needs_its_key(fitted, tmp_path, monkeypatch):
     shutil.copytree(fitted.directory, run)
     monkeypatch.setenv("KERAS_SISA_KEY", "s3cret")
     refused(invoke("info", run), "is not sealed with a key, but KERAS_SISA_KEY is set")
+
+
+def resealed(run, monkeypatch, key: str | None, edit=lambda manifest: manifest) -> None:
+    """Rewrites the run's manifest after `edit`, sealed under `key` (None: without a key, "":
+    with no digest at all) as keras-sisa itself would, then sets the run's real key again."""
+    from keras_sisa.store import seal
+
+    manifest = read_manifest(run)
+    manifest.pop("digest")
+    manifest = edit(manifest)
+    monkeypatch.delenv("KERAS_SISA_KEY")
+    if key:
+        monkeypatch.setenv("KERAS_SISA_KEY", key)
+    (run / "manifest.json").write_text(json.dumps(manifest if key == "" else seal(manifest)))
+    monkeypatch.setenv("KERAS_SISA_KEY", "s3cret")
+
+
+@pytest.mark.parametrize("forger_key, message", [
+    ("guess", "does not match its digest"), (None, "is not sealed with a key"), ("", "is not sealed with a key"),
+], ids=["other-key", "no-key", "digest-removed"])
+def test_a_keyed_manifest_rewritten_without_its_key_is_refused(fitted, tmp_path, monkeypatch, forger_key, message):
+    run = tmp_path / "run"
+    shutil.copytree(fitted.directory, run)
+    monkeypatch.setenv("KERAS_SISA_KEY", "s3cret")
+    resealed(run, monkeypatch, "s3cret")
+    assert invoke("info", run).exit_code == 0
+    resealed(run, monkeypatch, forger_key, lambda manifest: {**manifest, "forgotten": [0]})
+    refused(invoke("info", run), message)
 
 
 def test_a_killed_export_leaves_no_scratch_after_the_next_export(fitted, tmp_path):
