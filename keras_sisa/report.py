@@ -28,6 +28,7 @@ FIGURES = {
     "mia": ("mia.png", (5.5, 5.0)),
     "timeline": ("timeline.png", (9.0, 3.5)),
     "plan": ("plan.png", (10.0, 3.5)),
+    "training": ("training.png", (10.0, 4.0)),
 }
 CAPTIONS = {
     "accuracy": "Per-class test accuracy after the fit and after each forget.",
@@ -38,6 +39,8 @@ CAPTIONS = {
            "An AUC near 0.5 means the model cannot tell them apart.",
     "timeline": "Each fit and forget, with its wall time against the full fit.",
     "plan": "The plan: components, their slices in training order (coloured by class), checkpoint sizes.",
+    "training": "Training curves of each component's current checkpoints, slice after slice: training loss "
+                "(solid) and held-out loss (dashed) per round; dots mark where a slice begins.",
 }
 
 
@@ -89,6 +92,9 @@ def figure_data(sisa) -> dict:
                   "slices": [{"id": s.id, "classes": s.classes}
                              for s in sisa.plan.component(c["name"]).slices]}
                  for c in sisa._components_info()],
+        "training": {component: [{"slice": slice_id, "loss": h.get("loss", []), "val_loss": h.get("val_loss", [])}
+                                 for slice_id, h in slices.items()]
+                     for component, slices in sisa.histories().items()},
         "figures": {name: {"file": FIGURES[name][0], "pixels": pixel_size(name)} for name in FIGURES},
     }
 
@@ -206,13 +212,32 @@ def _plan(axes, data: dict) -> None:
     axes.set_xlabel("slices in training order (coloured by class)")
 
 
+def _training(axes, data: dict) -> None:
+    for k, (component, slices) in enumerate(data["training"].items()):
+        start = 0
+        for piece in slices:
+            rounds = np.arange(start, start + len(piece["loss"]))
+            axes.plot(rounds, piece["loss"], color=f"C{k % 10}", linewidth=0.9,
+                      label=component if piece is slices[0] else None)
+            if piece["val_loss"]:
+                axes.plot(rounds, piece["val_loss"], color=f"C{k % 10}", linewidth=0.9, linestyle="--")
+            if len(rounds):
+                axes.plot(rounds[:1], piece["loss"][:1], "o", color=f"C{k % 10}", markersize=3)
+            start += len(piece["loss"])
+    if not any(piece["loss"] for slices in data["training"].values() for piece in slices):
+        return _empty(axes, "No slice has trained yet.")
+    axes.set_xlabel("rounds of training, slice after slice")
+    axes.set_ylabel("loss")
+    axes.legend(fontsize=7, ncol=4)
+
+
 def _empty(axes, message: str) -> None:
     axes.text(0.5, 0.5, message, ha="center", va="center", transform=axes.transAxes)
     axes.set_axis_off()
 
 
 DRAWINGS = {"accuracy": _accuracy, "confusion": _confusion, "forgotten": _forgotten, "mia": _mia,
-            "timeline": _timeline, "plan": _plan}
+            "timeline": _timeline, "plan": _plan, "training": _training}
 
 
 def _html(data: dict) -> str:

@@ -43,6 +43,10 @@ def test_report_shows_the_run_and_its_forget(fitted, small, tmp_path):
     assert 0 <= mia["confidence"]["auc"] <= 1 and len(mia["confidence"]["fpr"]) == 101
     assert [e["event"] for e in figures["timeline"]] == ["fit", "forget 1: Sandal"]
     assert [c["name"] for c in figures["plan"]] == [c.name for c in sisa.plan.components]
+    histories = sisa.histories()
+    assert set(figures["training"]) == set(histories)
+    for component, slices in figures["training"].items():  # each slice's epochs, as its checkpoint keeps them
+        assert [(s["slice"], len(s["loss"])) for s in slices] == [(k, h["epochs"]) for k, h in histories[component].items()]
 
 
 def test_report_without_audited_forgets_and_into_an_occupied_folder(fitted, tmp_path):
