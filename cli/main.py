@@ -16,21 +16,21 @@ import click
 from keras_sisa import data as sources
 from keras_sisa.classifier import SISAClassifier, load
 from keras_sisa.export import FORMATS, QUANTIZATIONS
-from keras_sisa.errors import ExportError, InputError
+from keras_sisa.errors import ExportError, InputError, UnsupportedVersion
 from keras_sisa.models import default_cnn, strided_gate
 from keras_sisa.parallel import BACKENDS, Execution
-from keras_sisa.store import MANIFEST, Store
+from keras_sisa.store import MANIFEST, Status, Store
 from keras_sisa.training import TrainingConfig
 
 
 class Commands(click.Group):
     """A click group that prints our errors as one line on stderr: exit 2 for bad input,
-    1 for an export that failed its checks or a full disk."""
+    1 for an export that failed its checks, a moved TensorFlow internal or a full disk."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (InputError, ExportError) as error:
+        except (InputError, ExportError, UnsupportedVersion) as error:
             click.echo(f"Error: {error}", err=True)
             sys.exit(2 if isinstance(error, InputError) else 1)
         except Exception as error:
@@ -119,6 +119,27 @@ def execution_options(command):
                         help="Local processes training components side by side.")(command)
 
 
+def output_options(command):
+    """--quiet and --tensorboard: what a training command shows and logs."""
+    command = click.option("--tensorboard", default=None, metavar="DIR",
+                           help="Write TensorBoard logs of every slice to DIR/<component>/<slice>.")(command)
+    return click.option("--quiet", "-q", is_flag=True, help="Print only the summary line.")(command)
+
+
+def verbosity(quiet: bool, logged: int) -> int:
+    """Keras's verbose level for a command: 0 with --quiet, 1 (one progress bar over the
+    slices) on a terminal, else `logged`."""
+    return 0 if quiet else 1 if sys.stdout.isatty() else logged
+
+
+def tensorboard_callbacks(directory: str | None) -> tuple:
+    if directory is None:
+        return ()
+    from keras_sisa.callbacks import SliceTensorBoard
+
+    return (SliceTensorBoard(directory),)
+
+
 def parse_tiers(text: str | None) -> list[float] | None:
     """`--owner-tiers`: comma-separated shares, or "none"."""
     if text is None:
@@ -191,33 +212,35 @@ def parse_only(text: str | None) -> str | None:
 @click.option("--model", "model_fn", default=None, help="Expert builder as module:function.")
 @click.option("--gate-model", "gate_fn", default=None, help="Gate builder as module:function.")
 @execution_options
+@output_options
 @click.option("--only", default=None,
               help="plan: write data and plan only; gate or expert:K: train that component only "
                    "(one job per component); then run fit once more to finish.")
 def fit(out, dataset, data_dir, test_dir, test_split, image_size, color_mode, npz, limit_per_class, shards,
         classes_per_slice, class_order, strategy, grouping, owner_tiers, slices, epochs, gate_epochs, replay_ratio,
         gate_replay_ratio, replay, batch_size, gate_batch_size, learning_rate, gate_learning_rate, gate_ema,
-        seed, model_fn, gate_fn, threads, workers, backend, ray_address, only) -> None:
+        seed, model_fn, gate_fn, threads, workers, backend, ray_address, quiet, tensorboard, only) -> None:
     """Train a SISA ensemble and write the run to --out; run it again to finish an interrupted fit."""
-    verbose = 1 if sys.stdout.isatty() else 2
+    verbose = verbosity(quiet, logged=2)
     only = parse_only(only)
-    execution = Execution(workers, backend, ray_address)
+    execution = Execution(workers, backend, ray_address, callbacks=tensorboard_callbacks(tensorboard))
     if only and (workers > 1 or backend != "local"):
         raise InputError("--only trains in this process; it takes no --workers or --backend.")
     status = Store(out).status()
     if only not in (None, "plan"):
         return train_only(out, status, only, verbose)
-    if status == "fitting":
+    if status == Status.FITTING:
         refuse_other_options(click.get_current_context(), out)
         if only == "plan":
             return click.echo(f"{out} is already planned; train its components with --only.")
-        click.echo(f"Resuming the interrupted fit of {out} from its last slice checkpoints.")
+        if verbose:
+            click.echo(f"Resuming the interrupted fit of {out} from its last slice checkpoints.")
         return fitted_text(load(out).resume(verbose=verbose, execution=execution), out)
-    if status != "preparing":  # a run interrupted while preparing is replaced by this fit
+    if status != Status.PREPARING:  # a run interrupted while preparing is replaced by this fit
         Store(out).check_new()
     data = sources.load(dataset, data_dir, test_dir, npz, limit_per_class, test_split=test_split,
                         image_size=parse_image_size(image_size), color_mode=color_mode, seed=seed)
-    for note in data.notes:
+    for note in data.notes if verbose else ():
         click.echo(note)
     order = [name.strip() for name in (class_order or "").split(",") if name.strip()]
     sisa = SISAClassifier(out, model_fn or default_cnn, gate_fn or strided_gate, shards=shards,
@@ -260,9 +283,9 @@ def refuse_other_options(ctx: click.Context, out: str) -> None:
 
 def train_only(out: str, status: str | None, name: str, verbose: int) -> None:
     """`fit --only COMPONENT`: trains one component of a planned run, for one job of many."""
-    if status not in ("fitting", "fitted"):
+    if status not in (Status.FITTING, Status.FITTED):
         raise InputError(f"{out} has no plan yet; run `keras-sisa fit --out {out} ... --only plan` first.")
-    if status == "fitted":
+    if status == Status.FITTED:
         return click.echo(f"{out} is fitted already: nothing to train.")
     load(out).resume(verbose=verbose, only=name)
     click.echo(f"Trained {name} of {out}; run `keras-sisa fit --out {out}` when every component is done.")
@@ -367,10 +390,12 @@ def slice_text(row: dict) -> str:
 @click.option("--owners", "owners_file", type=click.Path(), default=None,
               help="File of owners to forget, one per line.")
 @execution_options
+@output_options
 @click.option("--audit/--no-audit", default=None,
               help="Measure the forget's effect (retained accuracy, membership inference) for the report "
                    "[default: for class forgets].")
-def forget(run, classes, samples_file, owners, owners_file, workers, backend, ray_address, audit) -> None:
+def forget(run, classes, samples_file, owners, owners_file, workers, backend, ray_address, quiet, tensorboard,
+           audit) -> None:
     """Forget classes, samples and owners exactly, by rewinding the components that held them.
 
     Without --class, --samples or --owner, finishes a forget that was interrupted."""
@@ -380,8 +405,8 @@ def forget(run, classes, samples_file, owners, owners_file, workers, backend, ra
         raise InputError("Nothing to forget: give --class NAME, --owner ID (both repeatable), "
                          "--samples FILE or --owners FILE.")
     receipt = sisa.forget(classes=list(classes), samples=read_ids(samples_file), owners=owners,
-                          verbose=1 if sys.stdout.isatty() else 0, workers=workers, backend=backend,
-                          ray_address=ray_address, audit=audit)
+                          verbose=verbosity(quiet, logged=0), workers=workers, backend=backend,
+                          ray_address=ray_address, audit=audit, callbacks=tensorboard_callbacks(tensorboard))
     if receipt.get("noop"):
         click.echo(receipt["message"])
         return
@@ -486,9 +511,10 @@ def export_text(out: str):
 
 @main.command()
 @click.argument("run")
-def repair(run) -> None:
+@click.option("--quiet", "-q", is_flag=True, help="Print only the summary line.")
+def repair(run, quiet) -> None:
     """Refit every component whose checkpoint is missing or corrupted, from its last good slice."""
-    problems = load(run, check=False).repair(verbose=1 if sys.stdout.isatty() else 0)
+    problems = load(run, check=False).repair(verbose=verbosity(quiet, logged=0))
     click.echo("\n".join(f"repaired: {p}" for p in problems) or f"{run}: every file matches its checksum.")
 
 

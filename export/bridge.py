@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from keras_sisa.errors import InputError
+from keras_sisa.internals import inbound_nodes
 from keras_sisa.optional import require
 
 SUPPORTED = ("Rescaling", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "MaxPooling2D",
@@ -27,7 +28,8 @@ def chain_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The model's layers after its input, checking that each feeds only the next."""
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     for layer in layers:
-        if len(layer._inbound_nodes) != 1 or len(keras.tree.flatten(layer._inbound_nodes[0].input_tensors)) != 1:
+        nodes = inbound_nodes(layer)
+        if len(nodes) != 1 or len(keras.tree.flatten(nodes[0].input_tensors)) != 1:
             raise InputError(f"Layer {layer.name!r} of model {model.name!r} has several inputs or uses; "
                              "the tfmot bridge supports chains of layers only.")
     return layers

@@ -1,7 +1,7 @@
 """SavedModel to TFLite, with the converter's quantization modes.
 
-The converter reads the SavedModel (DESIGN section 4: `from_keras_model` is unreliable
-with Keras 3). Full-int8 files take uint8 images, so a device feeds raw pixels.
+The converter reads the SavedModel, because `from_keras_model` is unreliable with
+Keras 3 on this TensorFlow. Full-int8 files take uint8 images, so a device feeds raw pixels.
 """
 
 from __future__ import annotations

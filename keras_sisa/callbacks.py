@@ -1,13 +1,16 @@
-"""The slice-checkpoint callback and the reads and writes of component states."""
+"""The callbacks of slice training (checkpoint, moving average, TensorBoard per slice) and
+the reads and writes of component states."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import keras
 import numpy as np
 
 from keras_sisa.models import ComponentState
+from keras_sisa.optional import require
 from keras_sisa.store import Store, checkpoint_path
 
 INITIAL = "init"
@@ -30,14 +33,10 @@ def read_history(store: Store, component: str, slice_id: str) -> dict:
 class SliceCheckpoint(keras.callbacks.Callback):
     """Writes a component's checkpoint when the training of one slice ends.
 
-    Pass one to the `fit` call of each slice, after any callback that changes the
-    weights training ends on; the checkpoint holds everything the next slice (or a
-    rewind to this point) needs: weights, head outputs, the replay buffer that was
-    used, and the slice's training history (epochs, validation losses, seconds).
-
-    Example:
-
-        model.fit(x, y, callbacks=[SliceCheckpoint(store, "expert-0", "c3", [3, 5], replay_ids)])
+    Pass one to each slice's `fit`, after any callback that changes the final weights;
+    the checkpoint holds what the next slice, or a rewind to this point, needs: weights,
+    head outputs, the replay buffer used, and the slice's training history. For example
+    `model.fit(x, y, callbacks=[SliceCheckpoint(store, "expert-0", "c3", [3, 5], replay)])`.
 
     Args:
         store: the run's `Store`.
@@ -45,7 +44,7 @@ class SliceCheckpoint(keras.callbacks.Callback):
         slice_id: the id of the slice being trained.
         outputs: the head's output keys (classes, or shards for the gate), in order.
         replay_ids: ids of the samples replayed during this slice.
-        history: more facts about the slice to keep with its training history.
+        history: more facts to keep with the slice's training history.
     """
 
     def __init__(self, store: Store, component: str, slice_id: str, outputs: list[int],
@@ -85,9 +84,8 @@ class MovingAverage(keras.callbacks.Callback):
     """Ends training on an exponential moving average of the model's trainable weights.
 
     For short fixed-epoch recipes at a high learning rate, whose last weights carry the
-    noise of the last batches (`gate_ema`). Sampling every few batches is cheaper than
-    Keras's optimizer option `use_ema`, which averages inside every step
-    (docs/benchmarks.md, 2026-11-28).
+    noise of the last batches (`gate_ema`); cheaper than the optimizer's `use_ema`,
+    which averages inside every step.
 
     Example:
 
@@ -124,3 +122,25 @@ class MovingAverage(keras.callbacks.Callback):
         if self.average is not None:
             for variable, value in zip(self.model.trainable_variables, self.average):
                 variable.assign(value)
+
+
+class SliceTensorBoard(keras.callbacks.TensorBoard):
+    """Keras's TensorBoard callback that logs each slice to LOG_DIR/<component>/<slice>,
+    so that the curves of successive slices do not overwrite one another.
+
+    The training loop calls `begin_slice(component, slice_id)` on every callback that
+    has it before each slice's fit; a callback of your own can use the same hook.
+    `keras-sisa fit --tensorboard DIR` passes one.
+
+    Args:
+        log_dir: the root folder of the logs.
+        **kwargs: the options of `keras.callbacks.TensorBoard`.
+    """
+
+    def __init__(self, log_dir: str = "logs", **kwargs):
+        require("tensorboard")
+        super().__init__(log_dir, **kwargs)
+        self.root = str(log_dir)
+
+    def begin_slice(self, component: str, slice_id: str) -> None:
+        self.log_dir = os.path.join(self.root, component, slice_id)

@@ -20,7 +20,7 @@ from keras_sisa.locking import RunLock, wait_for_writer
 from keras_sisa.metrics import accuracy_report
 from keras_sisa.models import ComponentState, ModelFn
 from keras_sisa.optional import require
-from keras_sisa.store import FORMAT, MANIFEST, PLAN, Store, checkpoint_path, data_path
+from keras_sisa.store import FORMAT, MANIFEST, PLAN, Status, Store, checkpoint_path, data_path
 from keras_sisa.parallel import Execution, train_components
 from keras_sisa.tasks import collect_seconds, resume_point
 from keras_sisa.training import TrainingConfig, machine_threads, process_threads
@@ -42,23 +42,6 @@ class SISAClassifier:
         sisa.fit(x_train, y_train, class_names=names, test_data=(x_test, y_test))
         probabilities = sisa.predict(x_test)
         print(sisa.evaluate(x_test, y_test)["accuracy"])
-
-    Args:
-        directory: the run directory (created by `fit`; must be new or empty).
-        model_fn: expert builder `(input_shape, num_outputs) -> keras.Model` ending in a Dense.
-        gate_fn: gate builder, same contract; keep it cheap, it sees every class.
-        shards: number of shard experts; None: one per two classes, so that an expert left
-            with one class by a forget needs no training.
-        classes_per_slice: classes a component meets per slice (class strategy).
-        class_order: class indices to put last, in this order; they become cheap to forget.
-        strategy: "class" (class-isolated shards and a gate) or "random" (original SISA).
-        grouping: how classes are put into shards: "similar" (look-alike classes share a
-            shard, so the gate routes coarsely) or "dealt" (largest class to lightest shard).
-        slices: slices per shard for the random strategy.
-        owner_tiers: image shares of the slices that follow each expert's core, holding the
-            images of the owners with fewest images, smallest last (`owners.tiers_of`); the
-            gate leaves them out. None: (0.15, 0.05) when `fit` is given owners, else none.
-        config: a `TrainingConfig`, or its fields as keyword arguments (epochs, replay_ratio, ...).
     """
 
     def __init__(self, directory: str, model_fn: ModelFn | str = models.default_cnn,
@@ -67,6 +50,21 @@ class SISAClassifier:
                  strategy: str = "class", grouping: str = "similar", slices: int = 4,
                  owner_tiers: tuple[float, ...] | None = None, config: TrainingConfig | None = None,
                  **config_fields):
+        """Describes the ensemble; nothing is read or written until `fit`.
+
+        Args:
+            directory: the run directory (created by `fit`; must be new or empty).
+            model_fn: expert builder `(input_shape, num_outputs) -> keras.Model`.
+            gate_fn: gate builder, same contract; keep it cheap, it sees every class.
+            shards: number of shard experts; None: one per two classes.
+            classes_per_slice: classes a component meets per slice.
+            class_order: class indices to put last, in this order: the cheapest to forget.
+            strategy: "class" (class-isolated shards and a gate) or "random" (original SISA,
+                `slices` slices per shard).
+            grouping: "similar" (look-alike classes share a shard) or "dealt" (by class size).
+            owner_tiers: image shares of the smallest owners' slices; None: 0.15, 0.05 with owners.
+            config: a `TrainingConfig`, or its fields as keyword arguments (epochs, seed, ...).
+        """
         if strategy not in STRATEGIES:
             raise InputError(f"Unknown strategy {strategy!r}; expected one of {STRATEGIES}.")
         if grouping not in GROUPINGS:
@@ -119,7 +117,7 @@ class SISAClassifier:
         (`resume(only=...)`, `keras-sisa fit --only`); `fit` is `prepare` then `resume`.
         """
         self._discard_unprepared()
-        if self.store.status() == "fitting":
+        if self.store.status() == Status.FITTING:
             raise InputError(f"{self.directory} holds an interrupted fit; finish it with "
                              "`keras_sisa.load(directory).resume()` or the same `keras-sisa fit`.")
         self.store.check_new()
@@ -140,7 +138,7 @@ class SISAClassifier:
         self.store.create()
         with RunLock(self.directory, "fit"):
             self.store.check_new()
-            # "preparing" until data, plan and manifest are all written: such a run is discarded.
+            # PREPARING until data, plan and manifest are all written: such a run is discarded.
             self.manifest = self._new_manifest(data)
             if salt:
                 self.manifest["owner_salt"] = salt
@@ -157,7 +155,7 @@ class SISAClassifier:
                 self.store.write_arrays("data/test.npz", test)
             self.store.write_json(PLAN, plan.to_json())
             self.plan = plan
-            self.manifest["status"] = "fitting"
+            self.manifest["status"] = Status.FITTING
             self.store.write_json(MANIFEST, self.manifest)
         return self
 
@@ -172,7 +170,7 @@ class SISAClassifier:
         """
         if only is not None:
             self._reload()
-            if self.manifest["status"] == "fitting":
+            if self.manifest["status"] == Status.FITTING:
                 names = [c.name for c in self.plan.components]
                 if only not in names:
                     raise InputError(f"The run has no component {only!r}; it has {', '.join(names)}.")
@@ -181,7 +179,7 @@ class SISAClassifier:
             return self
         with RunLock(self.directory, "fit"):
             self._reload()
-            if self.manifest["status"] != "fitting":
+            if self.manifest["status"] != Status.FITTING:
                 raise InputError(f"{self.directory} has no interrupted fit to resume (it is "
                                  f"{self.manifest['status']}).")
             self._train_remaining(verbose, execution or Execution())
@@ -196,7 +194,7 @@ class SISAClassifier:
         seconds = self.manifest.setdefault("component_seconds", {})
         for name, spent in trained.items():
             seconds[name] = seconds.get(name, 0.0) + spent
-        self.manifest.update(status="fitted", fit_seconds=sum(seconds.values()))
+        self.manifest.update(status=Status.FITTED, fit_seconds=sum(seconds.values()))
         if "fit_evaluation" not in self.manifest:  # a repair restores the same weights
             self._model = None
             self.manifest["fit_evaluation"] = audits.evaluation(self)
@@ -204,7 +202,7 @@ class SISAClassifier:
 
     def _discard_unprepared(self) -> None:
         """Deletes a run whose fit was interrupted before its data and plan were written."""
-        if self.store.status() == "preparing":
+        if self.store.status() == Status.PREPARING:
             tf.io.gfile.rmtree(self.store.root)
 
     def forget(self, classes=(), samples=(), verbose: int = 1, workers: int = 1,
@@ -309,15 +307,15 @@ class SISAClassifier:
 
     def _wait_for_writer(self) -> None:
         """A reader of a run that a live command is changing waits for it, then reads anew."""
-        if self.manifest["status"] != "fitted" and wait_for_writer(self.directory):
+        if self.manifest["status"] != Status.FITTED and wait_for_writer(self.directory):
             self._reload()
 
     def _require_fitted(self, forgetting_allowed: bool = False) -> None:
         """Refuses, with what to run, a run whose fit or forget has not finished."""
         status = self.manifest["status"]
-        if status == "fitted" or (forgetting_allowed and status == "forgetting"):
+        if status == Status.FITTED or (forgetting_allowed and status == Status.FORGETTING):
             return
-        if status == "forgetting":
+        if status == Status.FORGETTING:
             action = f"keras-sisa forget {self.directory}"
         else:
             action = f"keras-sisa fit --out {self.directory}"
@@ -448,7 +446,7 @@ class SISAClassifier:
     def _new_manifest(self, data: Dataset) -> dict:
         return {
             "format": FORMAT,
-            "status": "preparing",
+            "status": Status.PREPARING,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "class_names": data.class_names,
             "input_shape": list(data.input_shape),
@@ -491,7 +489,7 @@ class SISAClassifier:
                     if self.store.exists(checkpoint_path(name, later)):
                         tf.io.gfile.remove(self.store.path(checkpoint_path(name, later)))
             if problems:
-                self.manifest["status"] = "fitting"
+                self.manifest["status"] = Status.FITTING
                 self.store.write_json(MANIFEST, self.manifest)
                 self._train_remaining(verbose, Execution())
         return list(problems.values())
@@ -542,7 +540,7 @@ def load(directory: str, model_fn: ModelFn | str | None = None,
                           config=TrainingConfig.from_manifest(manifest["config"]))
     sisa.manifest = manifest
     sisa.plan = plans.Plan.from_json(store.read_json(PLAN))
-    if check and manifest["status"] == "fitted":
+    if check and manifest["status"] == Status.FITTED:
         problems = list(sisa.integrity_problems().values())
         if problems:
             raise InputError(f"{directory}: {problems[0]}"

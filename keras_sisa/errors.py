@@ -11,3 +11,7 @@ class InputError(ValueError):
 
 class ExportError(RuntimeError):
     """An export that did not meet its checks (e.g. TFLite parity); nothing was written."""
+
+
+class UnsupportedVersion(RuntimeError):
+    """A TensorFlow or Keras internal keras-sisa relies on has moved (`internals.py`)."""

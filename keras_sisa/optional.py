@@ -13,6 +13,7 @@ EXTRAS = {
     "ai_edge_litert.interpreter": ("export", "`export` (its LiteRT parity check)"),
     "tensorflow_model_optimization": ("export", "`export --prune` and `--qat`"),
     "tf_keras": ("export", "`export --prune` and `--qat`"),
+    "tensorboard": ("tensorboard", "`--tensorboard` (SliceTensorBoard)"),
 }
 
 

@@ -24,7 +24,8 @@ from keras_sisa.errors import InputError
 from keras_sisa.models import ModelFn
 from keras_sisa.plan import Component, Plan
 from keras_sisa.store import MANIFEST, PLAN, Store
-from keras_sisa.tasks import load_samples, train_in_run
+from keras_sisa.progress import SliceProgress
+from keras_sisa.tasks import load_samples, resume_point, train_in_run
 from keras_sisa.training import CompiledModels, process_threads
 
 BACKENDS = ("local", "ray")
@@ -35,12 +36,8 @@ class Execution:
     """Where components train: in `workers` local processes, or as Ray tasks.
 
     The weights are the same wherever they train; this decides only the wall time. Pass
-    one to `SISAClassifier.resume`, or its fields to `fit` and `forget`.
-
-    Example:
-
-        sisa.fit(x, y, workers=2)                               # two local processes
-        sisa.forget(classes=["Bag"], backend="ray", ray_address="head:6379")
+    one to `SISAClassifier.resume`, or its fields to `fit` and `forget`, for example
+    `sisa.forget(classes=["Bag"], backend="ray", ray_address="head:6379")`.
 
     Args:
         workers: local processes, each pinned to its share of this machine's cores.
@@ -86,7 +83,9 @@ def train_components(directory: str, names: list[str], execution: Execution,
     With one local worker they train in this process with `builder_of`'s builders,
     unless its TensorFlow thread pool differs from the run's; elsewhere each process
     imports the builders the manifest names and sizes its pool as the run's, since the
-    pool size changes the bits of the weights.
+    pool size changes the bits of the weights. `verbose` as Keras's: 0 silent, 1 one
+    progress bar over all slices (in this process) or a line per component, 2 a line
+    per slice and epoch.
     """
     store = Store(directory)
     plan = Plan.from_json(store.read_json(PLAN))
@@ -98,8 +97,12 @@ def train_components(directory: str, names: list[str], execution: Execution,
     if not execution.leaves_process(threads):
         samples = load_samples(store, plan)
         compiled = CompiledModels()
-        return {n: train_in_run(directory, n, builder_of(plan.component(n)), samples, verbose, compiled,
-                                execution.callbacks) for n in names}
+        progress = None
+        if verbose == 1:
+            progress = SliceProgress(sum(len(plan.component(n).slices) - resume_point(store, plan.component(n))
+                                         for n in names))
+        return {n: train_in_run(directory, n, builder_of(plan.component(n)), samples, 0 if progress else verbose,
+                                compiled, execution.callbacks, progress) for n in names}
     if execution.callbacks:
         raise InputError(f"callbacks run in this process, but its TensorFlow thread pool ({process_threads()}) "
                          f"is not the run's ({threads}); set TF_NUM_INTRAOP_THREADS={threads} and "

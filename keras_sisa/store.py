@@ -10,13 +10,13 @@ Layout (all plain files, JSON and NumPy npz, no pickle):
     RUN/checkpoints/<component>/<slice>.npz   state after each slice ("init" = before any)
     RUN/timings/<component>.json    a `fit --only` job's training time, until the run is fitted
 
-Every write goes to a temporary name first and is renamed into place, so an
-interrupted command never leaves a half-written file. Paths go through
-`tf.io.gfile`, so a store can live on any filesystem TensorFlow reads (e.g. gs://).
+Every write goes to a temporary name and is renamed into place, so an interrupted
+command never leaves a half-written file; paths go through `tf.io.gfile`.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 import io
@@ -40,6 +40,18 @@ PARTIAL = ".tmp-"  # marks a file being written; renamed into place when complet
 T = TypeVar("T")
 
 
+class Status(str, enum.Enum):
+    """Where a run is in its life, as its manifest records it; every command checks it."""
+
+    PREPARING = "preparing"  # data and plan being written: a fit killed now starts over
+    FITTING = "fitting"  # planned; components train, and a killed fit resumes
+    FITTED = "fitted"  # every component trained: readers may use it
+    FORGETTING = "forgetting"  # a forget is pending: the next forget finishes it
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
 class Store:
     """Reads and writes one run directory atomically and keeps the checksum of every file."""
 
@@ -59,9 +71,9 @@ class Store:
     def is_run(self) -> bool:
         return self.exists(MANIFEST)
 
-    def status(self) -> str | None:
-        """The run's status from its manifest (preparing, fitting, fitted, forgetting), or None."""
-        return self.read_json(MANIFEST)["status"] if self.is_run else None
+    def status(self) -> Status | None:
+        """The run's status from its manifest, or None when there is no run."""
+        return Status(self.read_json(MANIFEST)["status"]) if self.is_run else None
 
     def create(self) -> None:
         """Makes the directory for a new run; refuses one that already holds anything."""

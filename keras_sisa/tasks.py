@@ -19,6 +19,7 @@ from keras_sisa.callbacks import INITIAL
 from keras_sisa.errors import InputError
 from keras_sisa.models import ModelFn
 from keras_sisa.plan import Component, Plan
+from keras_sisa.progress import SliceProgress
 from keras_sisa.store import MANIFEST, PARTIAL, PLAN, Store, checkpoint_path, data_path, timing_path
 from keras_sisa.training import CompiledModels, Samples, TrainingConfig, train_component
 
@@ -64,7 +65,8 @@ def builder_for(manifest: dict, component: Component) -> ModelFn:
 
 def train_in_run(directory: str, name: str, builder: ModelFn | None = None,
                  samples: Samples | None = None, verbose: int = 0,
-                 compiled: CompiledModels | None = None, callbacks: tuple = ()) -> float:
+                 compiled: CompiledModels | None = None, callbacks: tuple = (),
+                 progress: SliceProgress | None = None) -> float:
     """Trains component `name` of the run at `directory` from its resume point; returns seconds.
 
     `builder` and `samples` default to the manifest's builder and the stored data; a
@@ -88,7 +90,7 @@ def train_in_run(directory: str, name: str, builder: ModelFn | None = None,
                     tuple(manifest["input_shape"]),
                     samples if samples is not None else load_samples(store, plan),
                     TrainingConfig.from_manifest(manifest["config"]), start=start, verbose=verbose,
-                    compiled=compiled, callbacks=callbacks)
+                    compiled=compiled, callbacks=callbacks, progress=progress)
     seconds = time.perf_counter() - began
     store.write_json(timing_path(name), {name: seconds})  # outlives a kill before the run commits
     return seconds

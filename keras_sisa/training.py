@@ -14,19 +14,17 @@ from typing import NamedTuple
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.eager import context as eager_context
 
-from keras_sisa import holdout, replay
+from keras_sisa import holdout, internals, replay
 from keras_sisa.batches import ordered_batches, shuffled_batches
 from keras_sisa.callbacks import INITIAL, MovingAverage, SliceCheckpoint, read_state, write_state
 from keras_sisa.errors import InputError
 from keras_sisa.models import ComponentState, ModelFn, outputs_probabilities
+from keras_sisa.progress import SliceProgress
 from keras_sisa.plan import Component, Plan
 from keras_sisa.seeds import seed_for
 from keras_sisa.store import Store
 
-# The variable in which a Keras SeedGenerator (dropout, noise layers) keeps its state.
-SEED_STATE = "seed_generator_state"
 # Held-out samples are only predicted, so they go in larger batches than training's.
 VALIDATION_BATCH = 512
 
@@ -63,62 +61,60 @@ class TrainingConfig:
     """How every slice of every component trains: the experts' settings, and the gate's.
 
     By default each slice trains until the loss on a held-out share of its data (and of
-    the earlier slices' held-out data) has not improved for `patience` epochs, and keeps
-    its best epoch's weights, so a recipe adapts to a dataset's size and difficulty.
-    Explicit `epochs` or `gate_epochs` train a fixed number of epochs and hold nothing out.
-    A run keeps the config it was fitted with. See docs/benchmarks.md for how the defaults
-    were measured.
+    the earlier slices' held-out data) has not improved for `patience` rounds, and keeps
+    its best round's weights, so a recipe adapts to a dataset's size and difficulty.
+    Explicit `epochs` or `gate_epochs` train a fixed number of epochs and hold nothing
+    out. A run keeps the config it was fitted with. Each field is described where it is
+    declared below; docs/benchmarks.md says how the defaults were measured.
 
     Example:
 
         config = keras_sisa.TrainingConfig(gate_epochs=2, seed=3)
         keras_sisa.SISAClassifier("runs/a", config=config)
-
-    Args:
-        epochs: epochs per expert slice: None (until the held-out loss stops improving),
-            a number, or a list by slice position whose last entry repeats.
-        gate_epochs: the same for the gate's slices.
-        replay_ratio: replayed samples per new sample in an expert's slice.
-        gate_replay_ratio: the same for the gate.
-        replay: "uniform" or "loss" (replay the samples the model gets most wrong).
-        balance: weight every class equally within a slice, replayed ones included.
-        batch_size: the experts' batch size.
-        gate_batch_size: the gate's batch size.
-        learning_rate: the experts' Adam learning rate.
-        gate_learning_rate: the gate's Adam learning rate.
-        gate_ema: end each fixed-epoch gate slice on a moving average of its weights,
-            sampled every 4 batches with this momentum; 0 turns it off.
-        validation_share: share of each class of a slice held out to steer adaptive training.
-        validation_cap: the most samples of a class that a slice holds out.
-        check_steps: an adaptive slice checks its held-out loss every epoch, or every
-            `check_steps` steps when an epoch is longer (a round).
-        patience: rounds without improvement after which an adaptive slice stops.
-        max_epochs: the most epochs an adaptive slice trains.
-        seed: the seed every random choice derives from, with the component and slice.
-        threads: TensorFlow's thread-pool size while training (default: this machine's
-            cores); it changes how sums are split, so every process training a run uses it.
-        head_width: heads train this many outputs wide (or a multiple), padding included,
-            so one traced model serves every head size.
     """
 
+    #: Epochs per expert slice: None (until the held-out loss stops improving), a number,
+    #: or a list by slice position whose last entry repeats.
     epochs: int | list[int] | None = None
+    #: The same for the gate's slices.
     gate_epochs: int | list[int] | None = None
+    #: Replayed samples per new sample in an expert's slice.
     replay_ratio: float = 1.0
+    #: The same for the gate.
     gate_replay_ratio: float = 3.0
+    #: "uniform", or "loss" to replay the samples the model gets most wrong.
     replay: str = "uniform"
+    #: Weight every class equally within a slice, replayed ones included.
     balance: bool = True
+    #: The experts' batch size.
     batch_size: int = 128
+    #: The gate's batch size.
     gate_batch_size: int = 128
+    #: The experts' Adam learning rate.
     learning_rate: float = 1e-3
+    #: The gate's Adam learning rate.
     gate_learning_rate: float = 2e-3
+    #: End each fixed-epoch gate slice on a moving average of its weights, sampled every
+    #: 4 batches with this momentum; 0 turns it off.
     gate_ema: float = 0.0
+    #: Share of each class of a slice held out to steer adaptive training.
     validation_share: float = 0.1
+    #: The most samples of a class that a slice holds out.
     validation_cap: int = 200
+    #: An adaptive slice checks its held-out loss every epoch, or every `check_steps`
+    #: steps when an epoch is longer (a round).
     check_steps: int = 64
+    #: Rounds without improvement after which an adaptive slice stops.
     patience: int = 3
+    #: The most epochs an adaptive slice trains.
     max_epochs: int = 100
+    #: The seed every random choice derives from, with the component and slice.
     seed: int = 0
+    #: TensorFlow's thread-pool size while training (default: this machine's cores); it
+    #: changes how sums are split, so every process training a run uses the same.
     threads: int | None = None
+    #: Heads train this many outputs wide (or a multiple), padding included, so one
+    #: traced model serves every head size.
     head_width: int = 8
 
     def __post_init__(self):
@@ -209,20 +205,12 @@ def enable_determinism(seed: int) -> None:
 def reseed_slice(seed: int) -> None:
     """`enable_determinism` between slices, keeping TensorFlow's kernel cache.
 
-    `tf.random.set_seed` clears that cache, and the first training step after it then
-    took 0.17 s more, once per slice (measured). The cache holds no random state a
-    slice draws on: Keras's random ops are stateless, and the batches' order is drawn
-    in a fresh tf.data function from the global seed, which is set all the same.
-    Weights are bit-identical either way (measured on the gate and an expert; the
-    exactness tests rerun it).
+    Clearing the cache would only slow each slice's first step: it holds no random state
+    a slice draws on (Keras's random ops are stateless, and the batches' order is drawn
+    in a fresh tf.data function from the global seed, which is set all the same).
     """
-    eager = eager_context.context()
-    handle = getattr(eager, "_context_handle", None)  # a TensorFlow without it keeps the clearing
-    eager._context_handle = None  # `tf.random.set_seed` clears the cache only through the handle
-    try:
+    with internals.kernel_cache_kept():
         enable_determinism(seed)
-    finally:
-        eager._context_handle = handle
 
 
 def initialise(store: Store, component: Component, builder: ModelFn, input_shape: tuple,
@@ -236,17 +224,12 @@ class CompiledModels:
     """Compiled Keras models, one per builder, input shape, learning rate and head width,
     reused from slice to slice and from component to component of one process.
 
-    Compiling and tracing a new model costs about 0.8 s for the gate and more for an
-    expert, a quarter of a gate slice on Fashion-MNIST (measured). So heads are built
-    `head_width` outputs wide, padding included, and a gate growing from 2 to 5 shards
-    traces once instead of four times. `prepared` resets a reused model to exactly
-    where a new one starts: the state's weights, the optimizer's initial variables and
-    dropout seeded by the slice, so reuse never changes a weight (`verify` refits each
-    component with its own models and compares the bits).
-
-    Models track no metric but the loss: a training-accuracy metric only showed in the
-    progress bar, and it cost 0.6 s of each class forget of the gate (0.3 s of it
-    tracing; measured on Fashion-MNIST). The run's test accuracy is measured at the end.
+    Compiling and tracing a model costs a large share of a short slice, so heads are
+    built `head_width` outputs wide, padding included, and a growing gate traces once.
+    `prepared` resets a reused model to exactly where a new one starts (the state's
+    weights, the optimizer's initial variables, dropout seeded by the slice), so reuse
+    never changes a weight. Models track only the loss: a metric would cost tracing
+    time on every forget and is measured once, on the test set, at the end.
     """
 
     def __init__(self):
@@ -268,21 +251,23 @@ class CompiledModels:
         state.load_into(model)
         for variable, value in zip(model.optimizer.variables, optimizer_start):
             variable.assign(value)
-        for k, variable in enumerate(v for v in model.variables if v.path.endswith(SEED_STATE)):
+        for k, variable in enumerate(internals.seed_state_variables(model)):
             variable.assign(np.asarray([seed_for(seed, "dropout", k), 0], variable.dtype))
         return model
 
 
 def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input_shape: tuple,
                     samples: Samples, config: TrainingConfig, start: int = 0, verbose: int = 1,
-                    compiled: CompiledModels | None = None, callbacks: tuple = ()) -> ComponentState:
+                    compiled: CompiledModels | None = None, callbacks: tuple = (),
+                    progress: SliceProgress | None = None) -> ComponentState:
     """Trains component `name` over its slices from index `start`, checkpointing each one.
 
     Slice `start` begins from the checkpoint of slice `start - 1`, so `start > 0`
     continues or rewinds a component; `start == 0` first writes its initial state.
-    A caller training several components passes one `compiled` to all of them.
-    `callbacks` (the user's) see every slice's fit, after ours: they observe the
-    training; one that changes it (the learning rate, the weights) breaks exactness.
+    A caller training several components passes one `compiled` and one `progress` to all.
+    `callbacks` (the user's) see every slice's fit, after ours, and those with a
+    `begin_slice(component, slice_id)` method are told each slice; they observe the
+    training: one that changes it (the learning rate, the weights) breaks exactness.
     """
     component = plan.component(name)
     slices = component.slices
@@ -313,6 +298,8 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
         if not trains(len(outputs)):
             state = dataclasses.replace(state, replay_ids=replay_ids.tolist(), history={"epochs": 0})
             write_state(store, name, current.id, state)
+            if progress:
+                progress.advance()
             continue
         all_rows = np.concatenate([rows, samples.rows(replay_ids)])
         # Raw uint8 pixels go in as they are: the model casts them, and feeding a quarter of
@@ -344,8 +331,13 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
             "steps_per_round": fit_options.get("steps_per_epoch", steps)})
         fit_options["callbacks"].append(checkpoint)
         fit_options["callbacks"].extend(callbacks)
+        for callback in callbacks:
+            if hasattr(callback, "begin_slice"):
+                callback.begin_slice(name, current.id)
         model.fit(batches, shuffle=False, verbose=verbose, **fit_options)
         state = checkpoint.state
+        if progress:
+            progress.advance()
     return state
 
 

@@ -22,7 +22,7 @@ from keras_sisa.data import class_indices
 from keras_sisa.errors import InputError
 from keras_sisa.plan import Plan
 from keras_sisa.parallel import Execution, train_components
-from keras_sisa.store import MANIFEST, PLAN, Store, data_path
+from keras_sisa.store import MANIFEST, PLAN, Status, Store, data_path
 from keras_sisa.tasks import collect_seconds, load_labels, load_owners, load_samples
 from keras_sisa.training import process_threads, train_component
 
@@ -124,8 +124,11 @@ def forget(sisa, classes=(), samples=(), verbose: int = 1, execution: Execution 
         raise InputError(f"Unknown sample id {unknown[0]} ({len(unknown)} unknown in all); sample ids "
                          "are the training images' positions in the source data.")
     owned, owner_rows = owner_images(sisa, owners)
-    labels, stored_ids = load_labels(sisa.store, plan)
-    deleted = (ids & held) | owned | set(stored_ids[np.isin(labels, new_classes)].tolist())
+    of_classes = set()
+    if new_classes:  # the shards' labels are read only when they are needed
+        labels, stored_ids = load_labels(sisa.store, plan)
+        of_classes = set(stored_ids[np.isin(labels, new_classes)].tolist())
+    deleted = (ids & held) | owned | of_classes
     if not deleted:
         what = ", ".join(names[c] for c in already) or ("those owners" if owner_rows else "those samples")
         return {"noop": True, "message": f"Nothing to forget: {what} already forgotten."}
@@ -148,7 +151,7 @@ def forget(sisa, classes=(), samples=(), verbose: int = 1, execution: Execution 
         "purged": False,
         "audit": audit,
     }
-    sisa.manifest.update(status="forgetting", pending_forget=pending,
+    sisa.manifest.update(status=Status.FORGETTING, pending_forget=pending,
                          forgotten=sorted(set(sisa.manifest["forgotten"]) | set(new_classes)),
                          deleted_ids=sorted(set(sisa.manifest.get("deleted_ids", [])) | deleted))
     if owner_rows:
@@ -197,7 +200,7 @@ def complete_pending(sisa, verbose: int = 1, execution: Execution = Execution())
         receipt["seconds"]["audit"] = time.perf_counter() - started - total
     sisa.store.write_json(f"receipts/{receipt['id']:04d}.json", receipt)
     sisa.manifest["receipts"] = sorted(set(sisa.manifest.get("receipts", [])) | {receipt["id"]})
-    sisa.manifest["status"] = "fitted"
+    sisa.manifest["status"] = Status.FITTED
     del sisa.manifest["pending_forget"]
     sisa._commit()
     return receipt

@@ -12,6 +12,7 @@ from conftest import TESTS, TINY, run_cli
 from keras_sisa.cli.main import main
 
 
+@pytest.mark.slow
 def test_fit_info_evaluate_on_fashion_mnist_end_to_end(tmp_path):
     run = str(tmp_path / "run")
     fitted = run_cli("fit", "--limit-per-class", "30", *TINY, "--shards", "3", "--out", run)
@@ -99,3 +100,20 @@ def test_a_checkout_imports_cli_and_export_as_installed():
     found = subprocess.run([sys.executable, "-S", "-c", probe], cwd=root, capture_output=True, text=True)
     assert found.stdout.split() == [os.path.join(root, "cli", "__init__.py"),
                                     os.path.join(root, "export", "__init__.py")], found.stderr
+
+
+def test_quiet_tensorboard_fit_prints_one_line_logs_every_slice_and_keeps_the_weights(small_npz, reference, tmp_path):
+    from conftest import run_digests
+
+    run, logs = tmp_path / "run", tmp_path / "logs"
+    result = CliRunner().invoke(main, ["fit", "--npz", small_npz, *TINY, "--quiet", "--tensorboard", str(logs),
+                                       "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("\n") == 1 and result.output.startswith("Fitted "), result.output
+    for component in ("expert-0", "expert-1", "gate"):
+        slices = [s for s in os.listdir(logs / component)]
+        assert slices and all(any(f.startswith("events.out.tfevents")
+                                  for f in os.listdir(logs / component / s / "train")) for s in slices)
+    assert run_digests(str(run)) == reference[0]  # TensorBoard observes; it changes no weight
+    forgot = CliRunner().invoke(main, ["forget", str(run), "--class", "Sneaker", "--quiet"])
+    assert forgot.exit_code == 0 and forgot.output.count("\n") == 1 and forgot.output.startswith("Forgot ")

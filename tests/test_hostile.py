@@ -97,6 +97,7 @@ def test_export_into_the_run_is_refused(fitted):
     assert not os.path.exists(inside)
 
 
+@pytest.mark.slow
 def test_readers_wait_for_a_running_forget_and_answer_after_it(fitted, tmp_path):
     run = str(tmp_path / "run")
     shutil.copytree(fitted.directory, run)
@@ -155,6 +156,7 @@ def test_class_names_with_mathtext_characters_make_a_report(small, tmp_path):
     assert "trousers_$x^2$" in (out / "report.json").read_text()
 
 
+@pytest.mark.slow
 def test_a_mixed_photo_folder_fits_forgets_verifies_and_exports_with_default_flags(small, tmp_path):
     import tensorflow as tf
 
@@ -376,6 +378,7 @@ def test_a_keyed_manifest_rewritten_without_its_key_is_refused(fitted, tmp_path,
     refused(invoke("info", run), message)
 
 
+@pytest.mark.slow
 def test_a_killed_export_leaves_no_scratch_after_the_next_export(fitted, tmp_path):
     out = tmp_path / "exported"
     partial = lambda: [p for p in os.listdir(tmp_path) if p.startswith(".partial-")]
@@ -423,6 +426,7 @@ def test_a_full_scratch_disk_during_verify_is_one_line(forgot_one, mounted, monk
     full_disk(invoke("verify", forgot_one))
 
 
+@pytest.mark.slow
 def test_an_export_overtaken_by_a_forget_writes_nothing(fitted, tmp_path):
     run, out = tmp_path / "run", tmp_path / "exported"
     shutil.copytree(fitted.directory, run)

@@ -9,8 +9,10 @@ import sys
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from keras_sisa import InputError, data, load
+from keras_sisa.cli.main import main
 from conftest import FORGET, TESTS, TINY, read_manifest, run_cli, run_digests, start_cli, wait_until, write_npz
 from test_unlearning import stored_image_hashes
 
@@ -62,9 +64,6 @@ def test_forget_killed_anywhere_is_finished_exactly_and_never_undone(small, refe
     }[point]
     kill_when(start_cli("forget", run, "--class", FORGET), ready)
     assert load(run).info()["status"] == "forgetting"
-    from click.testing import CliRunner
-    from keras_sisa.cli.main import main
-
     unproven = CliRunner().invoke(main, ["verify", run])
     assert unproven.exit_code == 2 and f"Run `keras-sisa forget {run}` to finish it first" in unproven.stderr
     shown = run_cli("info", run)
@@ -136,10 +135,6 @@ def test_repair_refits_the_component_from_its_last_good_slice(reference, tmp_pat
     (dict(y_train=np.linspace(0, 3, 240)), "integer labels"),
 ])
 def test_hostile_npz_is_refused_with_exit_2_and_nothing_written(small, tmp_path, changes, message):
-    from click.testing import CliRunner
-
-    from keras_sisa.cli.main import main
-
     out = tmp_path / "run"
     hostile = write_npz(tmp_path / "hostile.npz", small, **changes)
     result = CliRunner().invoke(main, ["fit", "--npz", hostile, "--out", str(out)])
@@ -150,10 +145,6 @@ def test_hostile_npz_is_refused_with_exit_2_and_nothing_written(small, tmp_path,
 @pytest.mark.parametrize("option", ["--epochs", "--gate-epochs"])
 @pytest.mark.parametrize("value", ["2,0", "2,", "two"])
 def test_bad_epoch_schedules_are_refused(small, tmp_path, option, value):
-    from click.testing import CliRunner
-
-    from keras_sisa.cli.main import main
-
     out = tmp_path / "run"
     result = CliRunner().invoke(main, ["fit", "--npz", write_npz(tmp_path / "data.npz", small), option, value,
                                        "--out", str(out)])
@@ -165,10 +156,6 @@ def test_bad_epoch_schedules_are_refused(small, tmp_path, option, value):
                                     "--limit-per-class", "--classes-per-slice", "--slices", "--shards"])
 @pytest.mark.parametrize("value", ["0", "-3"])
 def test_zero_or_negative_counts_are_refused(small, tmp_path, option, value):
-    from click.testing import CliRunner
-
-    from keras_sisa.cli.main import main
-
     out = tmp_path / "run"
     result = CliRunner().invoke(main, ["fit", "--npz", write_npz(tmp_path / "hostile.npz", small), option, value,
                                        "--out", str(out)])
@@ -217,6 +204,8 @@ def test_a_fit_killed_at_every_step_of_preparing_finishes_to_identical_weights(s
     for n, step in enumerate(preparing):
         run = str(tmp_path / f"killed-{n}")
         assert fit_steps(small_npz, run, n).returncode == -signal.SIGKILL, step
+        shown = CliRunner().invoke(main, ["info", run])
+        assert shown.exit_code == 0 or (shown.exit_code == 2 and shown.stderr.count("\n") == 1), (step, shown.output)
         again = run_cli("fit", "--npz", small_npz, *TINY, "--out", run)
         assert again.returncode == 0, (step, again.stderr)
         assert run_digests(run) == reference[0], step

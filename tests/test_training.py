@@ -112,3 +112,19 @@ def test_callbacks_with_workers_are_refused():
 
     with pytest.raises(InputError, match="callbacks run in this process"):
         Execution(workers=2, callbacks=[keras.callbacks.History()])
+
+
+
+def test_fit_and_forget_show_one_progress_bar_over_the_slices_they_train(small, tmp_path, capsys):
+    from keras_sisa import SISAClassifier
+    from tiny_models import tiny_cnn
+
+    sisa = SISAClassifier(str(tmp_path / "run"), tiny_cnn, tiny_cnn, shards=2, epochs=1, gate_epochs=1,
+                          batch_size=32, gate_batch_size=32)
+    sisa.fit(small.x_train, small.y_train, small.class_names, sample_ids=small.ids, verbose=1)
+    slices = sum(len(c.slices) for c in sisa.plan.components)
+    fitted = capsys.readouterr().out
+    assert f"{slices}/{slices}" in fitted and "/slice" in fitted and "Epoch" not in fitted, fitted
+    sisa.forget(classes=[small.class_names[-1]], verbose=1)
+    retrained = capsys.readouterr().out
+    assert "/slice" in retrained and f"{slices}/{slices}" not in retrained, retrained
