@@ -23,7 +23,7 @@ from keras_sisa.optional import require
 from keras_sisa.store import FORMAT, MANIFEST, PLAN, Status, Store, checkpoint_path, data_path
 from keras_sisa.parallel import Execution, train_components
 from keras_sisa.tasks import collect_seconds, resume_point
-from keras_sisa.training import TrainingConfig, machine_threads, process_threads
+from keras_sisa.training import CompiledModels, TrainingConfig, machine_threads, process_threads
 
 STRATEGIES = ("class", "random")
 GROUPINGS = ("similar", "dealt")
@@ -81,6 +81,7 @@ class SISAClassifier:
         self.manifest: dict | None = None
         self.plan: plans.Plan | None = None
         self._model: keras.Model | None = None
+        self._compiled = CompiledModels()  # traced once, reused by every fit and forget of this object
 
     @property
     def directory(self) -> str:
@@ -190,7 +191,7 @@ class SISAClassifier:
         names = [c.name for c in self.plan.components
                  if resume_point(self.store, c) < len(c.slices)]
         trained = collect_seconds(self.store, train_components(self.directory, names, execution,
-                                                               self._builder, verbose))
+                                                               self._builder, verbose, self._compiled))
         seconds = self.manifest.setdefault("component_seconds", {})
         for name, spent in trained.items():
             seconds[name] = seconds.get(name, 0.0) + spent

@@ -77,7 +77,8 @@ class Execution:
 
 
 def train_components(directory: str, names: list[str], execution: Execution,
-                     builder_of: Callable[[Component], ModelFn], verbose: int = 1) -> dict[str, float]:
+                     builder_of: Callable[[Component], ModelFn], verbose: int = 1,
+                     compiled: CompiledModels | None = None) -> dict[str, float]:
     """Brings the named components of a run up to date; returns each one's training seconds.
 
     With one local worker they train in this process with `builder_of`'s builders,
@@ -85,7 +86,7 @@ def train_components(directory: str, names: list[str], execution: Execution,
     imports the builders the manifest names and sizes its pool as the run's, since the
     pool size changes the bits of the weights. `verbose` as Keras's: 0 silent, 1 one
     progress bar over all slices (in this process) or a line per component, 2 a line
-    per slice and epoch.
+    per slice and epoch. `compiled` keeps traced models between calls in this process.
     """
     store = Store(directory)
     plan = Plan.from_json(store.read_json(PLAN))
@@ -96,7 +97,7 @@ def train_components(directory: str, names: list[str], execution: Execution,
         return ray_backend.train_components(directory, names, execution, threads)
     if not execution.leaves_process(threads):
         samples = load_samples(store, plan)
-        compiled = CompiledModels()
+        compiled = compiled or CompiledModels()
         progress = None
         if verbose == 1:
             progress = SliceProgress(sum(len(plan.component(n).slices) - resume_point(store, plan.component(n))

@@ -184,7 +184,7 @@ def complete_pending(sisa, verbose: int = 1, execution: Execution = Execution())
 
     retrained = [name for name in pending["rewound"] if name not in pending["removed_components"]]
     seconds = collect_seconds(sisa.store, train_components(sisa.directory, retrained, execution,
-                                                           sisa._builder, verbose))
+                                                           sisa._builder, verbose, sisa._compiled))
     total = time.perf_counter() - started
     receipt = {k: v for k, v in pending.items() if k not in ("deleted", "purged", "audit")}
     receipt.update(
