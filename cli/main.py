@@ -119,11 +119,14 @@ def execution_options(command):
                         help="Local processes training components side by side.")(command)
 
 
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="Print only the summary line.")
+
+
 def output_options(command):
     """--quiet and --tensorboard: what a training command shows and logs."""
     command = click.option("--tensorboard", default=None, metavar="DIR",
                            help="Write TensorBoard logs of every slice to DIR/<component>/<slice>.")(command)
-    return click.option("--quiet", "-q", is_flag=True, help="Print only the summary line.")(command)
+    return quiet_option(command)
 
 
 def verbosity(quiet: bool, logged: int) -> int:
@@ -511,7 +514,7 @@ def export_text(out: str):
 
 @main.command()
 @click.argument("run")
-@click.option("--quiet", "-q", is_flag=True, help="Print only the summary line.")
+@quiet_option
 def repair(run, quiet) -> None:
     """Refit every component whose checkpoint is missing or corrupted, from its last good slice."""
     problems = load(run, check=False).repair(verbose=verbosity(quiet, logged=0))

@@ -10,10 +10,9 @@ class SliceProgress:
     whose ETA is the mean time per slice so far times the slices left."""
 
     def __init__(self, total: int):
-        self.total = total
         self.done = 0
         self.bar = keras.utils.Progbar(total, unit_name="slice")
 
     def advance(self) -> None:
         self.done += 1
-        self.bar.update(self.done, finalize=self.done >= self.total)
+        self.bar.update(self.done, finalize=self.done >= self.bar.target)
