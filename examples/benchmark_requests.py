@@ -16,7 +16,6 @@ Ratios divide each forget's wall time by that one plain retrain's fit time.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import os

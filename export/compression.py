@@ -18,8 +18,9 @@ from keras_sisa.errors import InputError
 from keras_sisa.optional import require
 from keras_sisa.export.bridge import copy_back, to_tf_keras
 from keras_sisa.models import ComponentState, outputs_probabilities
-from keras_sisa.training import enable_determinism
+from keras_sisa.run import Run
 from keras_sisa.tasks import load_samples
+from keras_sisa.training import enable_determinism
 
 WEIGHTED = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense")
 
@@ -54,22 +55,22 @@ class Compression:
         return 1e-3 if self.prune is not None else 1e-4
 
 
-def compressed_ensemble(sisa, compression: Compression, verbose: int = 0) -> tuple[keras.Model, dict]:
+def compressed_ensemble(run: Run, compression: Compression, verbose: int = 0) -> tuple[keras.Model, dict]:
     """The ensemble rebuilt from fine-tuned components, and the measured weight sparsity."""
     tfmot = require("tensorflow_model_optimization")
 
-    samples = load_samples(sisa.store, sisa.plan)
+    samples = load_samples(run.store, run.plan)
     states = {}
-    for component in sisa.plan.components:
-        state = sisa.component_state(component.name)
-        builder = sisa._builder(component)
-        model = state.build(builder, sisa.input_shape)
+    for component in run.plan.components:
+        state = run.component_state(component.name)
+        builder = run.builder(component)
+        model = state.build(builder, run.input_shape)
         if len(state.outputs) > 1:
-            enable_determinism(sisa.config.seed)
+            enable_determinism(run.config.seed)
             x = samples.x[samples.rows(component.sample_ids)].astype(np.float32)
             _fine_tune(tfmot, model, x, compression, verbose)
         states[component.name] = ComponentState.from_model(model, state.outputs, [])
-    ensemble = build_ensemble(sisa.plan, states, sisa.model_fn, sisa.gate_fn, sisa.input_shape, sisa.classes)
+    ensemble = build_ensemble(run.plan, states, run.model_fn, run.gate_fn, run.input_shape, run.classes)
     return ensemble, {"sparsity": kernel_sparsity(ensemble)}
 
 

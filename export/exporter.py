@@ -16,6 +16,7 @@ import numpy as np
 from keras_sisa.errors import ExportError, InputError
 from keras_sisa.export import parity, tflite
 from keras_sisa.export.compression import Compression, compressed_ensemble
+from keras_sisa.run import TEST_DATA, Run
 from keras_sisa.store import MANIFEST, build_directory, dumps
 from keras_sisa.tasks import load_samples
 
@@ -24,7 +25,7 @@ FORMATS = ("saved_model", "tflite", "both")
 THRESHOLDS = {"none": 0.995, "float16": 0.995, "dynamic": 0.985, "int8": 0.985}
 
 
-def export(sisa, directory: str, format: str = "both", quantize: str = "none",
+def export(run: Run, directory: str, format: str = "both", quantize: str = "none",
            prune: float | None = None, qat: bool = False, parity_images: int = 1000,
            calibration_images: int = 300, latency_runs: int = 200, verbose: int = 0) -> dict:
     """Writes `saved_model/` and/or `model.tflite`, `labels.txt` and `metadata.json` to `directory`.
@@ -46,23 +47,23 @@ def export(sisa, directory: str, format: str = "both", quantize: str = "none",
         raise InputError(f"quantize={quantize!r} (--quantize) applies to TFLite; use format \"tflite\" or \"both\".")
     if qat and quantize != "int8":
         raise InputError(f"qat (--qat) prepares the model for int8; drop quantize={quantize!r} or use \"int8\".")
-    if _inside(directory, sisa.directory):
-        raise InputError(f"Export to {directory} would write inside the run {sisa.directory}, where a "
+    if _inside(directory, run.directory):
+        raise InputError(f"Export to {directory} would write inside the run {run.directory}, where a "
                          "later forget could not reach it; export to a folder outside the run.")
     if keras.backend.backend() != "tensorflow":
         raise InputError(f"Export needs the TensorFlow backend, but Keras runs on "
                          f"{keras.backend.backend()!r}; set KERAS_BACKEND=tensorflow.")
-    state = sisa.store.checksum(MANIFEST)  # the committed state this export is of
-    return build_directory(directory, lambda scratch: _unchanged(sisa, state, _build(
-        sisa, scratch, format, quantize, compression, parity_images, calibration_images, latency_runs,
+    state = run.store.checksum(MANIFEST)  # the committed state this export is of
+    return build_directory(directory, lambda scratch: _unchanged(run, state, _build(
+        run, scratch, format, quantize, compression, parity_images, calibration_images, latency_runs,
         verbose, state)))
 
 
-def _unchanged(sisa, state: str, report: dict) -> dict:
+def _unchanged(run: Run, state: str, report: dict) -> dict:
     """The report, if the run is still in the state the export began from: a forget that
     started meanwhile would make the labels, model and manifest hash disagree."""
-    if sisa.store.checksum(MANIFEST) != state:
-        raise ExportError(f"{sisa.directory} changed while exporting (a forget or repair began); nothing "
+    if run.store.checksum(MANIFEST) != state:
+        raise ExportError(f"{run.directory} changed while exporting (a forget or repair began); nothing "
                           "was written. Export again when it has finished.")
     return report
 
@@ -75,13 +76,14 @@ def _inside(path: str, root: str) -> bool:
     return os.path.commonpath([path, root]) == root
 
 
-def _build(sisa, out: str, format: str, quantize: str, compression: Compression, parity_images: int,
+def _build(run: Run, out: str, format: str, quantize: str, compression: Compression, parity_images: int,
            calibration_images: int, latency_runs: int, verbose: int, state: str) -> dict:
-    images, labels = _held_out(sisa, parity_images)
-    model, compressed = sisa.to_keras(), None
+    images, labels = _held_out(run, parity_images)
+    run.require_fitted()
+    model, compressed = run.ensemble(), None
     ensemble = model.predict(images.astype(np.float32), verbose=0)
     if compression.active:
-        model, compressed = compressed_ensemble(sisa, compression, verbose)
+        model, compressed = compressed_ensemble(run, compression, verbose)
         compressed.update(prune=compression.prune, qat=compression.qat)
     saved_model = os.path.join(out, "saved_model")
     model.export(saved_model, format="tf_saved_model", verbose=False)
@@ -89,7 +91,7 @@ def _build(sisa, out: str, format: str, quantize: str, compression: Compression,
     score = lambda predicted, size: {
         "agreement": parity.agreement(reference, predicted),
         "agreement_with_ensemble": parity.agreement(ensemble, predicted),
-        "accuracy": float(np.mean(np.asarray(sisa.classes)[np.argmax(predicted, axis=1)] == labels)),
+        "accuracy": float(np.mean(np.asarray(run.classes)[np.argmax(predicted, axis=1)] == labels)),
         "bytes": int(size)}
     threshold = THRESHOLDS[quantize]
     formats = {}
@@ -97,7 +99,7 @@ def _build(sisa, out: str, format: str, quantize: str, compression: Compression,
         formats["saved_model"] = score(parity.saved_model_predict(saved_model, images), _size(saved_model))
     calibration = None
     if format in ("tflite", "both"):
-        calibration = _calibration(sisa, calibration_images) if quantize == "int8" else None
+        calibration = _calibration(run, calibration_images) if quantize == "int8" else None
         data = tflite.convert(saved_model, quantize, None if calibration is None else calibration["images"])
         path = os.path.join(out, "model.tflite")
         with open(path, "wb") as f:
@@ -113,16 +115,16 @@ def _build(sisa, out: str, format: str, quantize: str, compression: Compression,
             raise ExportError(f"The {name} export agrees with the Keras ensemble on only "
                               f"{100 * scores['agreement']:.2f}% of test images (needs "
                               f"{100 * threshold:.1f}% for --quantize {quantize}); nothing was written.")
-    names = [sisa.class_names[c] for c in sisa.classes]
+    names = [run.class_names[c] for c in run.classes]
     with open(os.path.join(out, "labels.txt"), "w") as f:
         f.write("".join(f"{name}\n" for name in names))
     report = {
         "labels": names,
-        "label_indices": list(sisa.classes),
-        "forgotten": [sisa.class_names[c] for c in sisa.manifest["forgotten"]],
-        "receipts": sisa.manifest.get("receipts", []),
+        "label_indices": list(run.classes),
+        "forgotten": [run.class_names[c] for c in run.manifest["forgotten"]],
+        "receipts": run.manifest.get("receipts", []),
         "manifest_sha256": state,
-        "input": {"shape": [None, *sisa.input_shape],
+        "input": {"shape": [None, *run.input_shape],
                   "dtype": formats.get("tflite", {}).get("input_dtype", "float32"),
                   "range": [0, 255]},
         "preprocessing": "inside the graph: raw pixel values 0..255 in, each model rescales by 1/255",
@@ -140,24 +142,24 @@ def _build(sisa, out: str, format: str, quantize: str, compression: Compression,
     return report
 
 
-def _held_out(sisa, count: int) -> tuple[np.ndarray, np.ndarray]:
+def _held_out(run: Run, count: int) -> tuple[np.ndarray, np.ndarray]:
     """Test images of retained classes (the run's test set holds no forgotten class)."""
-    if not sisa.store.exists("data/test.npz"):
-        raise InputError(f"The run {sisa.directory} holds no test data to check the export against; "
+    if not run.store.exists(TEST_DATA):
+        raise InputError(f"The run {run.directory} holds no test data to check the export against; "
                          "fit it with test_data.")
-    test = sisa.store.read_arrays("data/test.npz")
-    keep = np.flatnonzero(np.isin(test["y"], sisa.classes))[:count]
+    test = run.store.read_arrays(TEST_DATA)
+    keep = np.flatnonzero(np.isin(test["y"], run.classes))[:count]
     return test["x"][keep], test["y"][keep]
 
 
-def _calibration(sisa, count: int) -> dict:
+def _calibration(run: Run, count: int) -> dict:
     """A seeded draw of retained training images for int8 calibration, checked against deletions."""
-    samples = load_samples(sisa.store, sisa.plan)
-    rng = np.random.default_rng(sisa.config.seed)
+    samples = load_samples(run.store, run.plan)
+    rng = np.random.default_rng(run.config.seed)
     rows = np.sort(rng.choice(len(samples), min(count, len(samples)), replace=False))
     ids = samples.ids[rows].tolist()
-    deleted = set(sisa.manifest.get("deleted_ids", []))
-    if deleted.intersection(ids) or not np.isin(samples.y[rows], sisa.classes).all():
+    deleted = set(run.manifest.get("deleted_ids", []))
+    if deleted.intersection(ids) or not np.isin(samples.y[rows], run.classes).all():
         raise ExportError("Calibration data would include a deleted sample; the run is inconsistent. "
                           "Run `keras-sisa verify` and refit.")
     return {"images": samples.x[rows], "ids": ids}

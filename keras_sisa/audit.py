@@ -14,6 +14,7 @@ import numpy as np
 
 from keras_sisa import metrics
 from keras_sisa.plan import Plan
+from keras_sisa.run import TEST_DATA, Run
 from keras_sisa.store import Store
 from keras_sisa.tasks import load_samples
 
@@ -21,10 +22,10 @@ from keras_sisa.tasks import load_samples
 MIA_IMAGES = 1000
 
 
-def evaluation(sisa) -> dict | None:
+def evaluation(run: Run) -> dict | None:
     """Accuracy of the current ensemble on the run's test data, or None without test data."""
-    test = test_data(sisa)
-    return None if test is None else _accuracy(sisa, _predict(sisa, test["x"]), test["y"])
+    test = run.test_data()
+    return None if test is None else _accuracy(run, run.predict(test["x"]), test["y"])
 
 
 def hold(store: Store, plan: Plan, deleted: set[int], classes: list[int], seed: int) -> dict[str, np.ndarray]:
@@ -35,25 +36,25 @@ def hold(store: Store, plan: Plan, deleted: set[int], classes: list[int], seed: 
     rows = np.flatnonzero(np.isin(samples.ids, list(deleted)))
     members = samples.x[np.sort(rng.permutation(rows)[:MIA_IMAGES])]
     held = {"members": members, "gone": members[:0]}
-    if store.exists("data/test.npz"):
-        test = store.read_arrays("data/test.npz")
+    if store.exists(TEST_DATA):
+        test = store.read_arrays(TEST_DATA)
         same = np.flatnonzero(np.isin(test["y"], np.unique(samples.y[rows])))
         held["non_members"] = test["x"][np.sort(rng.permutation(same)[:MIA_IMAGES])]
         held["gone"] = test["x"][np.isin(test["y"], classes)]
     return held
 
 
-def after_forget(sisa, held: dict[str, np.ndarray]) -> dict:
+def after_forget(run: Run, held: dict[str, np.ndarray]) -> dict:
     """Where the forgotten classes' test images are predicted now, the membership-inference
     ROC of the deleted images against unseen ones, and the accuracy on what is retained."""
-    test = test_data(sisa)
+    test = run.test_data()
     parts = dict(held, test=test["x"] if test is not None else held["members"][:0])
     # One prediction over everything: each differently sized call would trace the model again.
-    predicted = np.split(_predict(sisa, np.concatenate(list(parts.values()))),
+    predicted = np.split(run.predict(np.concatenate(list(parts.values()))),
                          np.cumsum([len(v) for v in parts.values()])[:-1])
     p = dict(zip(parts, predicted))
-    names = np.asarray(sisa.class_names)[sisa.classes]
-    result = {"evaluation": _accuracy(sisa, p["test"], test["y"]) if test is not None else None,
+    names = np.asarray(run.class_names)[run.classes]
+    result = {"evaluation": _accuracy(run, p["test"], test["y"]) if test is not None else None,
               "forgotten_predicted_as": {}, "mia": None}
     if len(p["gone"]):
         went = collections.Counter(names[np.argmax(p["gone"], axis=1)].tolist())
@@ -65,26 +66,16 @@ def after_forget(sisa, held: dict[str, np.ndarray]) -> dict:
     return result
 
 
-def test_data(sisa) -> dict[str, np.ndarray] | None:
-    """The run's held-out test images and labels, or None if it has none."""
-    return sisa.store.read_arrays("data/test.npz") if sisa.store.exists("data/test.npz") else None
+def _accuracy(run: Run, probabilities: np.ndarray, y: np.ndarray) -> dict:
+    return metrics.accuracy_report(probabilities, y, run.classes, run.class_names)
 
 
-def _accuracy(sisa, probabilities: np.ndarray, y: np.ndarray) -> dict:
-    return metrics.accuracy_report(probabilities, y, sisa.classes, sisa.class_names)
-
-
-def with_routing(sisa, report: dict, images: np.ndarray, y: np.ndarray) -> dict:
+def with_routing(run: Run, report: dict, images: np.ndarray, y: np.ndarray) -> dict:
     """`report` with the gate's routing accuracy on `images` added (runs with a gate only)."""
-    gate = sisa.plan.gate
+    gate = run.plan.gate
     if gate is None:
         return report
-    state = sisa.component_state(gate.name)
-    routed = state.build(sisa.gate_fn, sisa.input_shape).predict(images.astype(np.float32), batch_size=256, verbose=0)
-    shard_of_class = {c: e.shard for e in sisa.plan.experts for s in e.slices for c in s.classes}
+    state = run.component_state(gate.name)
+    routed = state.build(run.gate_fn, run.input_shape).predict(images.astype(np.float32), batch_size=256, verbose=0)
+    shard_of_class = {c: e.shard for e in run.plan.experts for s in e.slices for c in s.classes}
     return {**report, "routing_accuracy": metrics.routing_accuracy(routed, y, state.outputs, shard_of_class)}
-
-
-def _predict(sisa, images: np.ndarray) -> np.ndarray:
-    """The current ensemble's probabilities, whatever the run's status (the audit runs inside a forget)."""
-    return sisa._ensemble().predict(images, batch_size=256, verbose=0)

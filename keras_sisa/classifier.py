@@ -10,20 +10,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_sisa import audit as audits, models, owners as owner_ids, plan as plans, unlearning
-from keras_sisa.callbacks import read_history, read_state
+from keras_sisa import audit as audits, checkpoints, models, owners as owner_ids, plan as plans, unlearning
 from keras_sisa.data import Dataset, numbered_classes, validate
-from keras_sisa.ensemble import build_ensemble
 from keras_sisa.errors import InputError
 from keras_sisa.export import export as export_files
-from keras_sisa.locking import RunLock, wait_for_writer
+from keras_sisa.locking import RunLock
 from keras_sisa.metrics import accuracy_report
 from keras_sisa.models import ComponentState, ModelFn
 from keras_sisa.optional import require
-from keras_sisa.store import FORMAT, MANIFEST, PLAN, Status, Store, checkpoint_path, data_path
 from keras_sisa.parallel import Execution, train_components
-from keras_sisa.tasks import collect_seconds, resume_point
-from keras_sisa.training import CompiledModels, TrainingConfig, machine_threads, process_threads
+from keras_sisa.run import TEST_DATA, Run
+from keras_sisa.store import FORMAT, PLAN, Status, Store, data_path
+from keras_sisa.tasks import collect_seconds
+from keras_sisa.training import TrainingConfig, machine_threads, process_threads
 
 STRATEGIES = ("class", "random")
 GROUPINGS = ("similar", "dealt")
@@ -78,14 +77,19 @@ class SISAClassifier:
                             class_order=class_order, strategy=strategy, grouping=grouping,
                             slices=slices, owner_tiers=owner_tiers)
         self.config = config or TrainingConfig(**config_fields)
-        self.manifest: dict | None = None
-        self.plan: plans.Plan | None = None
-        self._model: keras.Model | None = None
-        self._compiled = CompiledModels()  # traced once, reused by every fit and forget of this object
+        self.run: Run | None = None  # the run's state (and its compiled models), once prepared or loaded
 
     @property
     def directory(self) -> str:
         return self.store.root
+
+    @property
+    def manifest(self) -> dict | None:
+        return self.run.get_state() if self.run else None
+
+    @property
+    def plan(self) -> plans.Plan | None:
+        return self.run.plan if self.run else None
 
     def fit(self, x, y, class_names: list[str] | None = None, test_data=None,
             sample_ids=None, plan: plans.Plan | None = None, verbose: int = 1, workers: int = 1,
@@ -140,10 +144,10 @@ class SISAClassifier:
         with RunLock(self.directory, "fit"):
             self.store.check_new()
             # PREPARING until data, plan and manifest are all written: such a run is discarded.
-            self.manifest = self._new_manifest(data)
+            run = Run(self.store, self._new_manifest(data), plan, self.model_fn, self.gate_fn)
             if salt:
-                self.manifest["owner_salt"] = salt
-            self.store.write_json(MANIFEST, self.manifest)
+                run.manifest["owner_salt"] = salt
+            run.write_manifest()
             for expert in plan.experts:
                 rows = _rows(data.ids, expert.sample_ids)
                 arrays = {"x": data.x_train[rows], "y": data.y_train[rows], "ids": data.ids[rows]}
@@ -153,11 +157,11 @@ class SISAClassifier:
                 if salt and data.test_owners is not None:
                     test["owners"] = np.asarray([owner_ids.digest(salt, o) if o is not None else ""
                                                  for o in data.test_owners], dtype="U32")
-                self.store.write_arrays("data/test.npz", test)
+                self.store.write_arrays(TEST_DATA, test)
             self.store.write_json(PLAN, plan.to_json())
-            self.plan = plan
-            self.manifest["status"] = Status.FITTING
-            self.store.write_json(MANIFEST, self.manifest)
+            run.manifest["status"] = Status.FITTING
+            run.write_manifest()
+            self.run = run
         return self
 
     def resume(self, verbose: int = 1, execution: Execution | None = None,
@@ -176,7 +180,7 @@ class SISAClassifier:
                 if only not in names:
                     raise InputError(f"The run has no component {only!r}; it has {', '.join(names)}.")
                 # The job holds no lock; its task leaves its time in a file of its own for the last resume.
-                train_components(self.directory, [only], Execution(), self._builder, verbose)
+                train_components(self.directory, [only], Execution(), self.run.builder, verbose)
             return self
         with RunLock(self.directory, "fit"):
             self._reload()
@@ -188,18 +192,19 @@ class SISAClassifier:
 
     def _train_remaining(self, verbose: int, execution: Execution) -> None:
         """Trains every component from its first slice without a checkpoint, then commits."""
-        names = [c.name for c in self.plan.components
-                 if resume_point(self.store, c) < len(c.slices)]
+        run = self.run
+        names = [c.name for c in run.plan.components
+                 if checkpoints.resume_point(self.store, c) < len(c.slices)]
         trained = collect_seconds(self.store, train_components(self.directory, names, execution,
-                                                               self._builder, verbose, self._compiled))
-        seconds = self.manifest.setdefault("component_seconds", {})
+                                                               run.builder, verbose, run.compiled))
+        seconds = run.manifest.setdefault("component_seconds", {})
         for name, spent in trained.items():
             seconds[name] = seconds.get(name, 0.0) + spent
-        self.manifest.update(status=Status.FITTED, fit_seconds=sum(seconds.values()))
-        if "fit_evaluation" not in self.manifest:  # a repair restores the same weights
-            self._model = None
-            self.manifest["fit_evaluation"] = audits.evaluation(self)
-        self._commit()
+        run.manifest.update(status=Status.FITTED, fit_seconds=sum(seconds.values()))
+        if "fit_evaluation" not in run.manifest:  # a repair restores the same weights
+            run.replan(run.plan)
+            run.manifest["fit_evaluation"] = audits.evaluation(run)
+        run.commit()
 
     def _discard_unprepared(self) -> None:
         """Deletes a run whose fit was interrupted before its data and plan were written."""
@@ -227,49 +232,50 @@ class SISAClassifier:
         self._check_importable(execution, self.config.threads or process_threads())
         with RunLock(self.directory, "forget"):
             self._reload()
-            self._require_fitted(forgetting_allowed=True)
+            self.run.require_fitted(forgetting_allowed=True)
             if "pending_forget" in self.manifest:
                 if verbose:
                     print(f"Finishing the interrupted forget {self.manifest['pending_forget']['id']}.")
-                finished = unlearning.complete_pending(self, verbose, execution)
+                finished = unlearning.complete_pending(self.run, verbose, execution)
                 if not list(classes) and not list(samples) and not list(owners):
                     return finished
             audit = bool(list(classes)) if audit is None else audit
-            return unlearning.forget(self, classes, samples, verbose, execution, audit, owners)
+            return unlearning.forget(self.run, classes, samples, verbose, execution, audit, owners)
 
     def _reload(self) -> None:
         """Reads manifest and plan again: another command may have changed them."""
-        self.manifest = self.store.read_json(MANIFEST)
-        self.plan = plans.Plan.from_json(self.store.read_json(PLAN))
-        self._model = None
+        if self.run is None:
+            self.run = Run.open(self.store, self.model_fn, self.gate_fn)
+        else:
+            self.run.reload()
 
     def verify(self, verbose: int = 0) -> list[dict]:
         """Refits every component a forget touched from scratch and compares weights bit for bit."""
-        self._wait_for_writer()
-        self._require_fitted()
-        return unlearning.verify(self, verbose=verbose)
+        self.run.wait_for_writer()
+        self.run.require_fitted()
+        return unlearning.verify(self.run, verbose=verbose)
 
     def receipts(self) -> list[dict]:
-        return [self.store.read_json(f"receipts/{r:04d}.json") for r in self.manifest.get("receipts", [])]
+        return self.run.receipts()
 
     def export(self, directory: str, format: str = "both", quantize: str = "none", **options) -> dict:
         """Writes the ensemble as it stands now as a SavedModel and/or TFLite file, parity-checked.
 
         See `keras_sisa.export.export` for the files and the report it returns.
         """
-        self._wait_for_writer()
-        return export_files(self, directory, format=format, quantize=quantize, **options)
+        self.run.wait_for_writer()
+        return export_files(self.run, directory, format=format, quantize=quantize, **options)
 
     def report(self, directory: str) -> dict:
         """Writes an HTML page of PNG plots (and report.json) on what the model knows and forgot.
 
         See `keras_sisa.report.report`; returns the figures' numbers.
         """
-        self._wait_for_writer()
+        self.run.wait_for_writer()
         require("matplotlib")
         from keras_sisa.report import report  # matplotlib loads only when a report is asked for
 
-        return report(self, directory)
+        return report(self.run, directory)
 
     def predict(self, x, batch_size: int = 256) -> np.ndarray:
         """Probabilities over the label space (`self.classes`), from raw 0..255 images."""
@@ -291,45 +297,20 @@ class SISAClassifier:
         With a gate, `routing_accuracy` is the share of those images it sends to the shard
         that holds their class, which bounds the ensemble's accuracy.
         """
-        self._wait_for_writer()
+        self.run.wait_for_writer()
         if x is None:
-            test = audits.test_data(self)
+            test = self.run.test_data()
             if test is None:
                 raise InputError(f"The run {self.directory} holds no test data; pass x and y.")
             x, y = test["x"], test["y"]
-        return audits.with_routing(self, accuracy_report(self.predict(x), y, self.classes, self.class_names),
+        return audits.with_routing(self.run, accuracy_report(self.predict(x), y, self.classes, self.class_names),
                                    self._images(x), y)
 
     def to_keras(self) -> keras.Model:
         """The ensemble as one Keras model: raw images in, probabilities over `classes` out."""
-        self._wait_for_writer()
-        self._require_fitted()
-        return self._ensemble()
-
-    def _wait_for_writer(self) -> None:
-        """A reader of a run that a live command is changing waits for it, then reads anew."""
-        if self.manifest["status"] != Status.FITTED and wait_for_writer(self.directory):
-            self._reload()
-
-    def _require_fitted(self, forgetting_allowed: bool = False) -> None:
-        """Refuses, with what to run, a run whose fit or forget has not finished."""
-        status = self.manifest["status"]
-        if status == Status.FITTED or (forgetting_allowed and status == Status.FORGETTING):
-            return
-        if status == Status.FORGETTING:
-            action = f"keras-sisa forget {self.directory}"
-        else:
-            action = f"keras-sisa fit --out {self.directory}"
-        raise InputError(f"The run {self.directory} is {status}: a command was interrupted or is "
-                         f"running. Run `{action}` to finish it first.")
-
-    def _ensemble(self) -> keras.Model:
-        """The ensemble of the components' last checkpoints, built once per change of the run."""
-        if self._model is None:
-            states = {c.name: read_state(self.store, c.name, c.slices[-1].id) for c in self.plan.components}
-            self._model = build_ensemble(self.plan, states, self.model_fn, self.gate_fn,
-                                         self.input_shape, self.classes)
-        return self._model
+        self.run.wait_for_writer()
+        self.run.require_fitted()
+        return self.run.ensemble()
 
     def save(self, filepath: str) -> None:
         """Saves the ensemble as a `.keras` file that `keras.saving.load_model` reloads."""
@@ -338,26 +319,24 @@ class SISAClassifier:
     @property
     def classes(self) -> list[int]:
         """The label space: original class indices the model outputs, in order."""
-        return sorted({c for e in self.plan.experts for s in e.slices for c in s.classes})
+        return self.run.classes
 
     @property
     def class_names(self) -> list[str]:
-        return self.manifest["class_names"]
+        return self.run.class_names
 
     @property
     def input_shape(self) -> tuple:
-        return tuple(self.manifest["input_shape"])
+        return self.run.input_shape
 
     def component_state(self, name: str) -> ComponentState:
         """The current (last-slice) state of one component."""
-        return read_state(self.store, name, self.plan.component(name).slices[-1].id)
+        return self.run.component_state(name)
 
     def histories(self) -> dict[str, dict[str, dict]]:
         """Per component and slice, how its last training went (epochs, best epoch, samples,
         seconds), from the checkpoints on disk."""
-        return {c.name: {s.id: read_history(self.store, c.name, s.id) for s in c.slices
-                         if self.store.exists(checkpoint_path(c.name, s.id))}
-                for c in self.plan.components}
+        return self.run.histories()
 
     def recipe(self, histories: dict | None = None) -> dict:
         """The recipe the run actually trained with: the config's settings, and per component
@@ -380,11 +359,11 @@ class SISAClassifier:
             "classes": [names[c] for c in self.classes],
             "forgotten": [names[c] for c in self.manifest["forgotten"]],
             "input_shape": list(self.input_shape),
-            "components": self._components_info(),
+            "components": self.run.components_info(),
             "total_bytes": sum(self.store.size(f) for f in self.store.files()),
             "fit_seconds": self.manifest.get("fit_seconds"),
-            "expected_forget_seconds": unlearning.expected_forget_seconds(self, histories),
-            "expected_owner_forget_seconds": unlearning.expected_owner_seconds(self, histories),
+            "expected_forget_seconds": unlearning.expected_forget_seconds(self.run, histories),
+            "expected_owner_forget_seconds": unlearning.expected_owner_seconds(self.run, histories),
             "recipe": self.recipe(histories),
             "receipts": [{k: r[k] for k in ("id", "time", "classes", "deleted_count", "rewound")}
                          | {"owners": len(r.get("owners", [])), "seconds": r["seconds"]["total"],
@@ -392,23 +371,6 @@ class SISAClassifier:
             "pending_forget": {k: v for k, v in self.manifest["pending_forget"].items() if k != "deleted"}
             if "pending_forget" in self.manifest else None,
         }
-
-    def _components_info(self) -> list[dict]:
-        """Per component: classes, samples, slices, and the checkpoints on disk with their size."""
-        components = []
-        for component in self.plan.components:
-            # During or after an interrupted command some checkpoints may be gone: count what is there.
-            files = [f for f in (checkpoint_path(component.name, s.id) for s in component.slices)
-                     if self.store.exists(f)]
-            components.append({
-                "name": component.name,
-                "classes": [self.class_names[c] for c in sorted({c for s in component.slices for c in s.classes})],
-                "samples": len(component.sample_ids),
-                "slices": [s.id for s in component.slices],
-                "checkpoints": len(files),
-                "checkpoint_bytes": sum(self.store.size(f) for f in files),
-            })
-        return components
 
     def _plan(self, data: Dataset) -> plans.Plan:
         """The plan for `data`; with owners or explicit owner tiers, the class strategy puts
@@ -441,9 +403,6 @@ class SISAClassifier:
                              "needs model builders they can import: define them at module level "
                              "and pass them as functions or as 'module:function'.")
 
-    def _builder(self, component: plans.Component) -> ModelFn:
-        return self.gate_fn if component.is_gate else self.model_fn
-
     def _new_manifest(self, data: Dataset) -> dict:
         return {
             "format": FORMAT,
@@ -462,13 +421,7 @@ class SISAClassifier:
 
     def integrity_problems(self) -> dict[str, str]:
         """Files the manifest lists that are missing or whose checksum no longer matches, with why."""
-        problems = {}
-        for path, checksum in self.manifest.get("files", {}).items():
-            if not self.store.exists(path):
-                problems[path] = f"{path} is missing"
-            elif self.store.checksum(path) != checksum:
-                problems[path] = f"{path} is corrupted (checksum mismatch)"
-        return problems
+        return self.run.integrity_problems()
 
     def repair(self, verbose: int = 1) -> list[str]:
         """Refits each component with a bad checkpoint from its last good slice; returns what was bad.
@@ -477,28 +430,18 @@ class SISAClassifier:
         """
         with RunLock(self.directory, "repair"):
             self._reload()
-            self._require_fitted()  # a pending forget or fit finishes first; repair mends a settled run
+            self.run.require_fitted()  # a pending forget or fit finishes first; repair mends a settled run
             problems = self.integrity_problems()
             for path, problem in problems.items():
                 if not path.startswith("checkpoints/"):
                     raise InputError(f"{problem}; it cannot be rebuilt from the run. Refit from your data.")
                 _, name, file = path.split("/")
-                component = self.plan.component(name)
-                ids = [s.id for s in component.slices]
-                bad = ids.index(file[:-len(".npz")]) if file != "init.npz" else -1
-                for later in (["init"] if bad < 0 else []) + ids[max(bad, 0):]:
-                    if self.store.exists(checkpoint_path(name, later)):
-                        tf.io.gfile.remove(self.store.path(checkpoint_path(name, later)))
+                checkpoints.remove_from(self.store, self.plan.component(name), file[:-len(".npz")])
             if problems:
-                self.manifest["status"] = Status.FITTING
-                self.store.write_json(MANIFEST, self.manifest)
+                self.run.manifest["status"] = Status.FITTING
+                self.run.write_manifest()
                 self._train_remaining(verbose, Execution())
         return list(problems.values())
-
-    def _commit(self) -> None:
-        """Records the checksum of every file and writes the manifest last."""
-        self.manifest["files"] = {f: self.store.checksum(f) for f in self.store.files() if f != MANIFEST}
-        self.store.write_json(MANIFEST, self.manifest)
 
 
 def _slice_recipe(slice_id: str, history: dict) -> dict:
@@ -523,26 +466,11 @@ def load(directory: str, model_fn: ModelFn | str | None = None,
     With `check`, every file's checksum is compared with the manifest first, so a
     corrupted or missing file is named instead of silently used.
     """
-    store = Store(directory)
-    if not store.is_run:
-        raise InputError(f"{directory} is not a keras-sisa run (no {MANIFEST}); give the --out "
-                         "directory of a `keras-sisa fit`.")
-    manifest = store.read_json(MANIFEST)
-    if manifest.get("format") != FORMAT:
-        raise InputError(f"{directory} is a run of format {manifest.get('format')!r}, which this keras-sisa "
-                         f"({FORMAT!r}) cannot read; open it with the keras-sisa that fitted it, or refit.")
-    builders = []
-    for given, key in ((model_fn, "model_fn"), (gate_fn, "gate_fn")):
-        spec = given or manifest.get(key)
-        if spec is None:
-            raise InputError(f"The run was fitted with an unnamed {key}; pass it to load().")
-        builders.append(spec)
-    sisa = SISAClassifier(directory, builders[0], builders[1], **manifest["options"],
-                          config=TrainingConfig.from_manifest(manifest["config"]))
-    sisa.manifest = manifest
-    sisa.plan = plans.Plan.from_json(store.read_json(PLAN))
-    if check and manifest["status"] == Status.FITTED:
-        problems = list(sisa.integrity_problems().values())
+    run = Run.open(Store(directory), model_fn, gate_fn)
+    sisa = SISAClassifier(directory, run.model_fn, run.gate_fn, **run.manifest["options"], config=run.config)
+    sisa.run = run
+    if check and run.status == Status.FITTED:
+        problems = list(run.integrity_problems().values())
         if problems:
             raise InputError(f"{directory}: {problems[0]}"
                              f"{f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''}; run "

@@ -20,12 +20,13 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sisa import ray_backend
+from keras_sisa.checkpoints import resume_point
 from keras_sisa.errors import InputError
 from keras_sisa.models import ModelFn
 from keras_sisa.plan import Component, Plan
 from keras_sisa.store import MANIFEST, PLAN, Store
 from keras_sisa.progress import SliceProgress
-from keras_sisa.tasks import load_samples, resume_point, train_in_run
+from keras_sisa.tasks import load_samples, train_in_run
 from keras_sisa.training import CompiledModels, process_threads
 
 BACKENDS = ("local", "ray")

@@ -17,6 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from keras_sisa import audit, metrics
+from keras_sisa.run import Run
 from keras_sisa.store import build_directory, dumps
 
 DPI = 100
@@ -50,51 +51,51 @@ def pixel_size(name: str) -> tuple[int, int]:
     return round(width * DPI), round(height * DPI)
 
 
-def report(sisa, directory: str) -> dict:
+def report(run: Run, directory: str) -> dict:
     """Writes `report.html`, one PNG per figure and `report.json` to the new `directory`."""
-    figures = figure_data(sisa)
+    figures = figure_data(run)
     return build_directory(directory, lambda scratch: _write(figures, scratch))
 
 
-def figure_data(sisa) -> dict:
+def figure_data(run: Run) -> dict:
     """The numbers behind every figure, from the run and the receipts."""
-    test = audit.test_data(sisa)
-    names = sisa.class_names
-    receipts = sisa.receipts()
+    test = run.test_data()
+    names = run.class_names
+    receipts = run.receipts()
     audited = [r for r in receipts if r.get("audit")]
-    history = [{"after": "fit", "per_class": (sisa.manifest.get("fit_evaluation") or {}).get("per_class", {})}]
+    history = [{"after": "fit", "per_class": (run.manifest.get("fit_evaluation") or {}).get("per_class", {})}]
     history += [{"after": _label(r), "per_class": (r["audit"]["evaluation"] or {}).get("per_class", {})}
                 for r in audited]
     evaluation = confusion = None
     if test is not None:  # one prediction serves both, as `evaluate` would make it
-        probabilities = sisa.predict(test["x"])
-        evaluation = audit.with_routing(sisa, metrics.accuracy_report(probabilities, test["y"], sisa.classes, names),
+        probabilities = run.predict(test["x"])
+        evaluation = audit.with_routing(run, metrics.accuracy_report(probabilities, test["y"], run.classes, names),
                                         test["x"], test["y"])
-        confusion = {"classes": [names[c] for c in sisa.classes],
-                     "counts": metrics.confusion_matrix(probabilities, test["y"], sisa.classes)}
+        confusion = {"classes": [names[c] for c in run.classes],
+                     "counts": metrics.confusion_matrix(probabilities, test["y"], run.classes)}
     return {
-        "run": sisa.directory,
+        "run": run.directory,
         "evaluation": evaluation,
         "class_names": names,
-        "forgotten": [names[c] for c in sisa.manifest["forgotten"]],
+        "forgotten": [names[c] for c in run.manifest["forgotten"]],
         "accuracy": history,
         "confusion": confusion,
         "forgotten_predicted_as": [{"receipt": r["id"], "classes": r["classes"],
                                     "predicted_as": r["audit"]["forgotten_predicted_as"]}
                                    for r in audited if r["audit"]["forgotten_predicted_as"]],
         "mia": [{"receipt": r["id"], "label": _label(r), **r["audit"]["mia"]} for r in audited if r["audit"]["mia"]],
-        "timeline": [{"event": "fit", "time": sisa.manifest["created"], "seconds": sisa.manifest.get("fit_seconds"),
+        "timeline": [{"event": "fit", "time": run.manifest["created"], "seconds": run.manifest.get("fit_seconds"),
                       "rewound": {}}]
                     + [{"event": _label(r), "time": r["time"], "seconds": r["seconds"]["total"],
                         "rewound": r["rewound"]} for r in receipts],
-        "full_fit_seconds": sisa.manifest.get("fit_seconds"),
+        "full_fit_seconds": run.manifest.get("fit_seconds"),
         "plan": [{"name": c["name"], "checkpoint_bytes": c["checkpoint_bytes"],
                   "slices": [{"id": s.id, "classes": s.classes}
-                             for s in sisa.plan.component(c["name"]).slices]}
-                 for c in sisa._components_info()],
+                             for s in run.plan.component(c["name"]).slices]}
+                 for c in run.components_info()],
         "training": {component: [{"slice": slice_id, "loss": h.get("loss", []), "val_loss": h.get("val_loss", [])}
                                  for slice_id, h in slices.items()]
-                     for component, slices in sisa.histories().items()},
+                     for component, slices in run.histories().items()},
         "figures": {name: {"file": FIGURES[name][0], "pixels": pixel_size(name)} for name in FIGURES},
     }
 

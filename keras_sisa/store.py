@@ -202,10 +202,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def checkpoint_path(component: str, slice_id: str) -> str:
-    return f"checkpoints/{component}/{slice_id}.npz"
-
-
 def timing_path(component: str) -> str:
     """Where a `fit --only` job leaves its component's training time until the run is committed."""
     return f"timings/{component}.json"

@@ -15,12 +15,12 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sisa import models
-from keras_sisa.callbacks import INITIAL
+from keras_sisa.checkpoints import remove_partial, resume_point
 from keras_sisa.errors import InputError
 from keras_sisa.models import ModelFn
 from keras_sisa.plan import Component, Plan
 from keras_sisa.progress import SliceProgress
-from keras_sisa.store import MANIFEST, PARTIAL, PLAN, Store, checkpoint_path, data_path, timing_path
+from keras_sisa.store import MANIFEST, PLAN, Store, data_path, timing_path
 from keras_sisa.training import CompiledModels, Samples, TrainingConfig, train_component
 
 
@@ -42,16 +42,6 @@ def load_owners(store: Store, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
 def _shard_arrays(store: Store, plan: Plan, keys: tuple[str, ...]) -> tuple[np.ndarray, ...]:
     parts = [store.read_arrays(data_path(e.name), keys) for e in plan.experts]
     return tuple(np.concatenate([p[key] for p in parts]) for key in keys)
-
-
-def resume_point(store: Store, component: Component) -> int:
-    """Index of the component's first slice without a checkpoint (0 if it has no initial state)."""
-    if not store.exists(checkpoint_path(component.name, INITIAL)):
-        return 0
-    for k, s in enumerate(component.slices):
-        if not store.exists(checkpoint_path(component.name, s.id)):
-            return k
-    return len(component.slices)
 
 
 def builder_for(manifest: dict, component: Component) -> ModelFn:
@@ -77,11 +67,7 @@ def train_in_run(directory: str, name: str, builder: ModelFn | None = None,
     manifest = store.read_json(MANIFEST)
     plan = Plan.from_json(store.read_json(PLAN))
     component = plan.component(name)
-    folder = store.path(f"checkpoints/{name}")
-    if tf.io.gfile.exists(folder):  # left by an attempt at this task that was killed mid-write
-        for file in tf.io.gfile.listdir(folder):
-            if PARTIAL in file:
-                tf.io.gfile.remove(f"{folder}/{file}")
+    remove_partial(store, name)  # left by an attempt at this task that was killed mid-write
     start = resume_point(store, component)
     if start == len(component.slices):
         return 0.0

@@ -17,7 +17,8 @@ import tensorflow as tf
 
 from keras_sisa import holdout, internals, replay
 from keras_sisa.batches import ordered_batches, shuffled_batches
-from keras_sisa.callbacks import INITIAL, MovingAverage, SliceCheckpoint, read_state, write_state
+from keras_sisa.callbacks import MovingAverage
+from keras_sisa.checkpoints import INITIAL, SliceCheckpoint, read_state
 from keras_sisa.errors import InputError
 from keras_sisa.models import ComponentState, ModelFn, outputs_probabilities
 from keras_sisa.progress import SliceProgress
@@ -217,7 +218,7 @@ def initialise(store: Store, component: Component, builder: ModelFn, input_shape
                seed: int) -> None:
     """Writes the component's state before its first slice: a seeded, untrained body."""
     enable_determinism(seed_for(seed, component.name, INITIAL))
-    write_state(store, component.name, INITIAL, ComponentState.initial(builder, input_shape))
+    SliceCheckpoint(store, component.name, INITIAL, [], []).write(ComponentState.initial(builder, input_shape))
 
 
 class CompiledModels:
@@ -297,7 +298,7 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
                   f"{len(replay_ids)} replayed, {len(outputs)} outputs", flush=True)
         if not trains(len(outputs)):
             state = dataclasses.replace(state, replay_ids=replay_ids.tolist(), history={"epochs": 0})
-            write_state(store, name, current.id, state)
+            SliceCheckpoint(store, name, current.id, outputs, state.replay_ids).write(state)
             if progress:
                 progress.advance()
             continue

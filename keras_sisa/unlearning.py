@@ -17,12 +17,13 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sisa import audit as audits, costs, owners as owner_ids
-from keras_sisa.callbacks import INITIAL
+from keras_sisa.checkpoints import INITIAL, keep_only
 from keras_sisa.data import class_indices
 from keras_sisa.errors import InputError
 from keras_sisa.plan import Plan
 from keras_sisa.parallel import Execution, train_components
-from keras_sisa.store import MANIFEST, PLAN, Status, Store, data_path
+from keras_sisa.run import TEST_DATA, Run
+from keras_sisa.store import PLAN, Status, Store, data_path
 from keras_sisa.tasks import collect_seconds, load_labels, load_owners, load_samples
 from keras_sisa.training import process_threads, train_component
 
@@ -49,33 +50,33 @@ def rewinds(plan: Plan, deleted: set[int], classes=()) -> dict[str, dict]:
             for name, k in first_touched(plan, deleted).items()}
 
 
-def _slice_prices(sisa, histories: dict | None) -> dict[str, dict[str, float]]:
+def _slice_prices(run: Run, histories: dict | None) -> dict[str, dict[str, float]]:
     """What each slice of the run cost to train (`costs.slice_seconds`)."""
-    return costs.slice_seconds(sisa.plan, histories or sisa.histories(), sisa.config,
-                               sisa.manifest.get("component_seconds", {}))
+    return costs.slice_seconds(run.plan, histories or run.histories(), run.config,
+                               run.manifest.get("component_seconds", {}))
 
 
-def expected_forget_seconds(sisa, histories: dict | None = None) -> dict[str, float]:
+def expected_forget_seconds(run: Run, histories: dict | None = None) -> dict[str, float]:
     """Per retained class, the training seconds a forget of it should take (`costs`);
-    `histories` as `sisa.histories()` returns them, if the caller has them."""
-    labels, ids = load_labels(sisa.store, sisa.plan)
-    prices = _slice_prices(sisa, histories)
-    return {sisa.class_names[c]: costs.retraining_seconds(sisa.plan, set(ids[labels == c].tolist()), [c], prices)
-            for c in sisa.classes}
+    `histories` as `run.histories()` returns them, if the caller has them."""
+    labels, ids = load_labels(run.store, run.plan)
+    prices = _slice_prices(run, histories)
+    return {run.class_names[c]: costs.retraining_seconds(run.plan, set(ids[labels == c].tolist()), [c], prices)
+            for c in run.classes}
 
 
-def owner_images(sisa, owners) -> tuple[set[int], list[dict]]:
+def owner_images(run: Run, owners) -> tuple[set[int], list[dict]]:
     """The sample ids of the images of `owners` (ids as given at fit) that the run still holds,
     and per owner its salted hash and image count. An owner the run never held is refused."""
     owners = list(owners)
     if not owners:
         return set(), []
-    salt = sisa.manifest.get("owner_salt")
+    salt = run.manifest.get("owner_salt")
     if salt is None:
         raise InputError("The run was fitted without owners; pass owners to fit (an `owners` array in "
                          "--npz, owners.csv in --data-dir) to forget people.")
-    stored, ids = load_owners(sisa.store, sisa.plan)
-    forgotten = set(sisa.manifest.get("forgotten_owners", []))
+    stored, ids = load_owners(run.store, run.plan)
+    forgotten = set(run.manifest.get("forgotten_owners", []))
     found, rows = set(), []
     for owner in owner_ids.normalize(owners, len(owners), "owners"):
         key = owner_ids.digest(salt, owner)
@@ -88,18 +89,18 @@ def owner_images(sisa, owners) -> tuple[set[int], list[dict]]:
     return found, rows
 
 
-def expected_owner_seconds(sisa, histories: dict | None = None) -> dict | None:
+def expected_owner_seconds(run: Run, histories: dict | None = None) -> dict | None:
     """The training seconds forgetting one owner should take: median and 90th percentile
     over the run's owners (`costs.owner_seconds`); None for a run fitted without owners."""
-    if "owner_salt" not in sisa.manifest:
+    if "owner_salt" not in run.manifest:
         return None
-    owners, ids = load_owners(sisa.store, sisa.plan)
-    seconds = costs.owner_seconds(sisa.plan, owners, ids, _slice_prices(sisa, histories))
+    owners, ids = load_owners(run.store, run.plan)
+    seconds = costs.owner_seconds(run.plan, owners, ids, _slice_prices(run, histories))
     return {"owners": len(seconds), "median": float(np.median(seconds)), "p90": float(np.percentile(seconds, 90)),
             "mean": float(np.mean(seconds))}
 
 
-def forget(sisa, classes=(), samples=(), verbose: int = 1, execution: Execution = Execution(),
+def forget(run: Run, classes=(), samples=(), verbose: int = 1, execution: Execution = Execution(),
            audit: bool = True, owners=()) -> dict:
     """Removes `classes` (names or indices), `samples` (ids) and the images of `owners` from a
     fitted run; returns the receipt.
@@ -109,24 +110,24 @@ def forget(sisa, classes=(), samples=(), verbose: int = 1, execution: Execution 
     point is finished by the next `forget` on the run, never undone. With `audit`, the
     receipt also records what the forget did to the model (`audit.after_forget`).
     """
-    names = sisa.class_names
+    names = run.class_names
     requested = class_indices(classes, names)
-    already = sorted(set(requested) & set(sisa.manifest["forgotten"]))
+    already = sorted(set(requested) & set(run.manifest["forgotten"]))
     new_classes = sorted(set(requested) - set(already))
-    if new_classes and set(sisa.classes) <= set(new_classes):
+    if new_classes and set(run.classes) <= set(new_classes):
         raise InputError("Cannot forget every class: the model would have no outputs. Delete the "
                          "run directory instead.")
-    plan = sisa.plan
+    plan = run.plan
     held = {i for c in plan.experts for i in c.sample_ids}
     ids = {int(i) for i in samples}
-    unknown = sorted(ids - held - set(sisa.manifest.get("deleted_ids", [])))
+    unknown = sorted(ids - held - set(run.manifest.get("deleted_ids", [])))
     if unknown:
         raise InputError(f"Unknown sample id {unknown[0]} ({len(unknown)} unknown in all); sample ids "
                          "are the training images' positions in the source data.")
-    owned, owner_rows = owner_images(sisa, owners)
+    owned, owner_rows = owner_images(run, owners)
     of_classes = set()
     if new_classes:  # the shards' labels are read only when they are needed
-        labels, stored_ids = load_labels(sisa.store, plan)
+        labels, stored_ids = load_labels(run.store, plan)
         of_classes = set(stored_ids[np.isin(labels, new_classes)].tolist())
     deleted = (ids & held) | owned | of_classes
     if not deleted:
@@ -136,7 +137,7 @@ def forget(sisa, classes=(), samples=(), verbose: int = 1, execution: Execution 
     new_plan = plan.without(deleted, new_classes)
     remaining = {c.name for c in new_plan.components}
     pending = {
-        "id": len(sisa.manifest.get("receipts", [])) + 1,
+        "id": len(run.manifest.get("receipts", [])) + 1,
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "classes": [names[c] for c in new_classes],
         "class_indices": new_classes,
@@ -146,49 +147,49 @@ def forget(sisa, classes=(), samples=(), verbose: int = 1, execution: Execution 
         "deleted_ids_sha256": hashlib.sha256(np.asarray(sorted(deleted), np.int64).tobytes()).hexdigest(),
         "rewound": rewinds(plan, deleted, new_classes),
         "removed_components": sorted(c.name for c in plan.components if c.name not in remaining),
-        "checksums_before": {c.name: sisa.component_state(c.name).digest() for c in plan.components},
+        "checksums_before": {c.name: run.component_state(c.name).digest() for c in plan.components},
         "deleted": sorted(deleted),
         "purged": False,
         "audit": audit,
     }
-    sisa.manifest.update(status=Status.FORGETTING, pending_forget=pending,
-                         forgotten=sorted(set(sisa.manifest["forgotten"]) | set(new_classes)),
-                         deleted_ids=sorted(set(sisa.manifest.get("deleted_ids", [])) | deleted))
+    run.manifest.update(status=Status.FORGETTING, pending_forget=pending,
+                         forgotten=sorted(set(run.manifest["forgotten"]) | set(new_classes)),
+                         deleted_ids=sorted(set(run.manifest.get("deleted_ids", [])) | deleted))
     if owner_rows:
-        sisa.manifest["forgotten_owners"] = sorted(set(sisa.manifest.get("forgotten_owners", []))
+        run.manifest["forgotten_owners"] = sorted(set(run.manifest.get("forgotten_owners", []))
                                                    | {r["owner_sha256"] for r in owner_rows})
-    sisa.store.write_json(MANIFEST, sisa.manifest)
-    return complete_pending(sisa, verbose, execution)
+    run.write_manifest()
+    return complete_pending(run, verbose, execution)
 
 
-def complete_pending(sisa, verbose: int = 1, execution: Execution = Execution()) -> dict:
+def complete_pending(run: Run, verbose: int = 1, execution: Execution = Execution()) -> dict:
     """Finishes the forget recorded in the manifest: purge, rewind, retrain, receipt.
 
     Every step can run again after an interruption: the purge removes what is still
     there, and retraining starts at the first slice without a fresh checkpoint.
     """
-    pending = sisa.manifest["pending_forget"]
+    pending = run.manifest["pending_forget"]
     started = time.perf_counter()
     resumed = pending["purged"]  # an earlier attempt purged the images, so no audit can see them
     deleted = set(pending["deleted"])
-    plan = sisa.plan.without(deleted, pending["class_indices"])
+    plan = run.plan.without(deleted, pending["class_indices"])
     held = None
     if not pending["purged"]:
         if pending["audit"]:
-            held = audits.hold(sisa.store, sisa.plan, deleted, pending["class_indices"], sisa.config.seed)
-        _purge(sisa.store, plan, deleted, pending)
+            held = audits.hold(run.store, run.plan, deleted, pending["class_indices"], run.config.seed)
+        _purge(run.store, plan, deleted, pending)
         pending["purged"] = True
-        sisa.store.write_json(MANIFEST, sisa.manifest)
-    sisa.plan, sisa._model = plan, None
+        run.write_manifest()
+    run.replan(plan)
     purge_seconds = time.perf_counter() - started
 
     retrained = [name for name in pending["rewound"] if name not in pending["removed_components"]]
-    seconds = collect_seconds(sisa.store, train_components(sisa.directory, retrained, execution,
-                                                           sisa._builder, verbose, sisa._compiled))
+    seconds = collect_seconds(run.store, train_components(run.directory, retrained, execution,
+                                                           run.builder, verbose, run.compiled))
     total = time.perf_counter() - started
     receipt = {k: v for k, v in pending.items() if k not in ("deleted", "purged", "audit")}
     receipt.update(
-        checksums_after={c.name: sisa.component_state(c.name).digest() for c in plan.components},
+        checksums_after={c.name: run.component_state(c.name).digest() for c in plan.components},
         seconds={"purge": purge_seconds, "retrain": seconds, "total": total})
     if resumed:
         receipt["resumed"] = ("finished after an interruption: total counts this attempt only, retrain "
@@ -196,13 +197,13 @@ def complete_pending(sisa, verbose: int = 1, execution: Execution = Execution())
         if pending["audit"]:
             receipt["audit_unavailable"] = "the images were purged before the interruption"
     if held is not None:
-        receipt["audit"] = audits.after_forget(sisa, held)
+        receipt["audit"] = audits.after_forget(run, held)
         receipt["seconds"]["audit"] = time.perf_counter() - started - total
-    sisa.store.write_json(f"receipts/{receipt['id']:04d}.json", receipt)
-    sisa.manifest["receipts"] = sorted(set(sisa.manifest.get("receipts", [])) | {receipt["id"]})
-    sisa.manifest["status"] = Status.FITTED
-    del sisa.manifest["pending_forget"]
-    sisa._commit()
+    run.store.write_json(f"receipts/{receipt['id']:04d}.json", receipt)
+    run.manifest["receipts"] = sorted(set(run.manifest.get("receipts", [])) | {receipt["id"]})
+    run.manifest["status"] = Status.FITTED
+    del run.manifest["pending_forget"]
+    run.commit()
     return receipt
 
 
@@ -221,27 +222,20 @@ def _purge(store: Store, new_plan: Plan, deleted: set[int], pending: dict) -> No
         keep = ~np.isin(arrays["ids"], list(deleted))
         if not keep.all():
             store.write_arrays(data_path(name), {k: v[keep] for k, v in arrays.items()})
-    if (pending["class_indices"] or pending.get("owners")) and store.exists("data/test.npz"):
-        test = store.read_arrays("data/test.npz")
+    if (pending["class_indices"] or pending.get("owners")) and store.exists(TEST_DATA):
+        test = store.read_arrays(TEST_DATA)
         keep = ~np.isin(test["y"], pending["class_indices"])
         if "owners" in test:
             keep &= ~np.isin(test["owners"], [r["owner_sha256"] for r in pending.get("owners", [])])
         if not keep.all():
-            store.write_arrays("data/test.npz", {k: v[keep] for k, v in test.items()})
+            store.write_arrays(TEST_DATA, {k: v[keep] for k, v in test.items()})
     store.write_json(PLAN, new_plan.to_json())
     for name, rewind in pending["rewound"].items():
-        folder = store.path(f"checkpoints/{name}")
-        if not tf.io.gfile.exists(folder):
-            continue
         keep = set()
         if name in remaining:
             slices = [INITIAL] + [s.id for s in new_plan.component(name).slices]
             keep = set(slices[:slices.index(rewind["to_slice"]) + 1])
-        for file in tf.io.gfile.listdir(folder):
-            if file[:-len(".npz")] not in keep:
-                tf.io.gfile.remove(f"{folder}/{file}")
-        if not keep:
-            tf.io.gfile.rmtree(folder)
+        keep_only(store, name, keep)
 
 
 def check_receipt_chain(receipts: list[dict], current: dict[str, str]) -> None:
@@ -260,28 +254,28 @@ def check_receipt_chain(receipts: list[dict], current: dict[str, str]) -> None:
                              "changed outside keras-sisa. Refit it from your data.")
 
 
-def verify(sisa, verbose: int = 0) -> list[dict]:
+def verify(run: Run, verbose: int = 0) -> list[dict]:
     """Refits from scratch every component a forget touched, on the current plan and data,
     and compares its weights bit for bit with the stored ones."""
-    threads = sisa.config.threads
+    threads = run.config.threads
     if threads and threads != process_threads():
         raise InputError(f"The run trains with {threads} TensorFlow threads but this process has "
                          f"{process_threads()}, which would change the bits; set TF_NUM_INTRAOP_THREADS="
                          f"{threads} and TF_NUM_INTEROP_THREADS={threads} and verify again.")
-    receipts = sisa.receipts()
-    check_receipt_chain(receipts, {c.name: sisa.component_state(c.name).digest() for c in sisa.plan.components})
-    names = {c.name for c in sisa.plan.components}
+    receipts = run.receipts()
+    check_receipt_chain(receipts, {c.name: run.component_state(c.name).digest() for c in run.plan.components})
+    names = {c.name for c in run.plan.components}
     touched = sorted({n for r in receipts for n in r["rewound"]} & names)
-    samples = load_samples(sisa.store, sisa.plan)
+    samples = load_samples(run.store, run.plan)
     rows = []
     with tempfile.TemporaryDirectory(prefix="keras-sisa-verify-") as scratch:
         fresh = Store(scratch)
         for name in touched:
-            component = sisa.plan.component(name)
+            component = run.plan.component(name)
             began = time.perf_counter()
-            state = train_component(fresh, sisa.plan, name, sisa._builder(component), sisa.input_shape,
-                                    samples, sisa.config, verbose=verbose)
-            stored = sisa.component_state(name).digest()
+            state = train_component(fresh, run.plan, name, run.builder(component), run.input_shape,
+                                    samples, run.config, verbose=verbose)
+            stored = run.component_state(name).digest()
             rows.append({"component": name, "stored": stored, "refit": state.digest(),
                          "identical": stored == state.digest(), "seconds": time.perf_counter() - began})
     return rows

@@ -7,8 +7,8 @@ import pytest
 import keras_sisa
 from conftest import fit_small
 from keras_sisa import InputError, costs
-from keras_sisa.callbacks import read_state
-from keras_sisa.store import Store, checkpoint_path
+from keras_sisa.checkpoints import checkpoint_path, read_state
+from keras_sisa.store import Store
 from keras_sisa.tasks import load_samples
 from keras_sisa.training import train_component
 from tiny_models import no_dense_head, softmax_mlp, tiny_cnn

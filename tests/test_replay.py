@@ -3,7 +3,7 @@
 import numpy as np
 
 from keras_sisa import replay
-from keras_sisa.callbacks import read_state
+from keras_sisa.checkpoints import read_state
 
 
 def test_uniform_selection_is_seeded_and_without_repeats():

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from conftest import fit_small
 from keras_sisa import InputError, load
-from keras_sisa.callbacks import read_state
+from keras_sisa.checkpoints import read_state
 from keras_sisa.cli.main import main
 from keras_sisa.store import MANIFEST
 
