@@ -12,7 +12,7 @@ import dataclasses
 import importlib.util
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable
 
@@ -20,12 +20,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sisa import ray_backend
-from keras_sisa.checkpoints import resume_point
 from keras_sisa.errors import InputError
 from keras_sisa.models import ModelFn
 from keras_sisa.plan import Component, Plan
 from keras_sisa.store import MANIFEST, PLAN, Store
-from keras_sisa.progress import SliceProgress
+from keras_sisa.progress import POLL_SECONDS, SliceProgress
 from keras_sisa.tasks import load_samples, train_in_run
 from keras_sisa.training import CompiledModels, process_threads
 
@@ -86,8 +85,8 @@ def train_components(directory: str, names: list[str], execution: Execution,
     unless its TensorFlow thread pool differs from the run's; elsewhere each process
     imports the builders the manifest names and sizes its pool as the run's, since the
     pool size changes the bits of the weights. `verbose` as Keras's: 0 silent, 1 one
-    progress bar over all slices (in this process) or a line per component, 2 a line
-    per slice and epoch. `compiled` keeps traced models between calls in this process.
+    progress bar over all slices, wherever they train, 2 a line per slice and epoch
+    (per component in workers). `compiled` keeps traced models between calls in this process.
     """
     store = Store(directory)
     plan = Plan.from_json(store.read_json(PLAN))
@@ -95,21 +94,23 @@ def train_components(directory: str, names: list[str], execution: Execution,
     # Longest first, so that the last component to start is a short one.
     names = sorted(names, key=lambda n: -len(plan.component(n).sample_ids))
     if execution.backend == "ray":
-        return ray_backend.train_components(directory, names, execution, threads)
+        return ray_backend.train_components(directory, names, execution, threads, _progress(store, plan, names, verbose))
     if not execution.leaves_process(threads):
         samples = load_samples(store, plan)
         compiled = compiled or CompiledModels()
-        progress = None
-        if verbose == 1:
-            progress = SliceProgress(sum(len(plan.component(n).slices) - resume_point(store, plan.component(n))
-                                         for n in names))
+        progress = SliceProgress(store, plan, names) if verbose == 1 else None
         return {n: train_in_run(directory, n, builder_of(plan.component(n)), samples, 0 if progress else verbose,
                                 compiled, execution.callbacks, progress) for n in names}
     if execution.callbacks:
         raise InputError(f"callbacks run in this process, but its TensorFlow thread pool ({process_threads()}) "
                          f"is not the run's ({threads}); set TF_NUM_INTRAOP_THREADS={threads} and "
                          f"TF_NUM_INTEROP_THREADS={threads} to use them.")
-    return _in_processes(directory, names, execution, threads, verbose)
+    return _in_processes(directory, names, execution, threads, verbose, _progress(store, plan, names, verbose))
+
+
+def _progress(store: Store, plan: Plan, names: list[str], verbose: int) -> SliceProgress | None:
+    """The progress bar of a training in other processes, which `poll` keeps up to date."""
+    return SliceProgress(store, plan, names) if verbose == 1 else None
 
 
 def core_shares(workers: int, cores: list[int]) -> list[list[int]]:
@@ -120,7 +121,7 @@ def core_shares(workers: int, cores: list[int]) -> list[list[int]]:
 
 
 def _in_processes(directory: str, names: list[str], execution: Execution, threads: int,
-                  verbose: int) -> dict[str, float]:
+                  verbose: int, progress: SliceProgress | None) -> dict[str, float]:
     context = multiprocessing.get_context("spawn")  # TensorFlow does not survive a fork
     shares = core_shares(execution.workers, sorted(os.sched_getaffinity(0)))
     seconds: dict[str, float] = {}
@@ -133,10 +134,15 @@ def _in_processes(directory: str, names: list[str], execution: Execution, thread
             with ProcessPoolExecutor(len(shares), mp_context=context, initializer=_pin,
                                      initargs=(slots, threads)) as pool:
                 running = {pool.submit(train_in_run, directory, n): n for n in names if n not in seconds}
-                for done in as_completed(running):
-                    seconds[running[done]] = done.result()
-                    if verbose:
-                        print(f"{running[done]}: trained in {seconds[running[done]]:.1f} s", flush=True)
+                waiting = set(running)
+                while waiting:
+                    finished, waiting = wait(waiting, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+                    for done in finished:
+                        seconds[running[done]] = done.result()
+                        if verbose and not progress:
+                            print(f"{running[done]}: trained in {seconds[running[done]]:.1f} s", flush=True)
+                    if progress:
+                        progress.poll()
             return seconds
         except BrokenProcessPool:
             deaths += 1

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import os
 
+from keras_sisa.progress import POLL_SECONDS
 from keras_sisa.tasks import train_in_run
 
 
-def train_components(directory: str, names: list[str], execution, threads: int) -> dict[str, float]:
+def train_components(directory: str, names: list[str], execution, threads: int, progress=None) -> dict[str, float]:
     """Runs one Ray task per component and waits for all; returns each one's seconds.
 
     Each task's TensorFlow starts with the run's thread-pool size (it changes the bits
-    of the weights), whatever the node's cores; a task reserves one Ray CPU.
+    of the weights), whatever the node's cores; a task reserves one Ray CPU. A
+    `progress` (`SliceProgress`) is polled while they run.
     """
     import ray  # an optional extra: `Execution` has checked that it is installed
 
@@ -32,7 +34,13 @@ def train_components(directory: str, names: list[str], execution, threads: int) 
     try:
         task = ray.remote(num_cpus=1, max_retries=execution.retries,
                           runtime_env={"env_vars": pools})(train_in_run)
-        return dict(zip(names, ray.get([task.remote(directory, name) for name in names])))
+        refs = [task.remote(directory, name) for name in names]
+        waiting = list(refs)
+        while waiting:
+            _, waiting = ray.wait(waiting, num_returns=len(waiting), timeout=POLL_SECONDS)
+            if progress:
+                progress.poll()
+        return dict(zip(names, ray.get(refs)))
     finally:
         if started_here:
             ray.shutdown()

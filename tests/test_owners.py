@@ -88,6 +88,7 @@ def test_a_small_owner_rewinds_only_the_last_slices(owned, small, people, tmp_pa
                                       for r in receipt["rewound"].values())
 
 
+@pytest.mark.slow  # four owner forgets; one owner's forget against a refit stays in the default run
 def test_several_owners_at_once_equal_one_by_one(owned, people, tmp_path):
     who = by_size(people)[1:4]
     batch, single = copy(owned, tmp_path, "batch"), copy(owned, tmp_path, "single")

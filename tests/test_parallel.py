@@ -154,3 +154,12 @@ def test_builders_other_processes_cannot_import_are_refused_before_writing(small
     with pytest.raises(InputError, match="module level"):
         sisa.fit(small.x_train, small.y_train, small.class_names, sample_ids=small.ids, workers=2)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_fit_in_workers_shows_one_progress_bar_over_every_slice(small, tmp_path, capsys):
+    sisa = SISAClassifier(str(tmp_path / "run"), tiny_cnn, tiny_cnn, shards=2, epochs=1, gate_epochs=1,
+                          batch_size=32, gate_batch_size=32)
+    sisa.fit(small.x_train, small.y_train, small.class_names, sample_ids=small.ids, workers=2, verbose=1)
+    slices = sum(len(c.slices) for c in sisa.plan.components)
+    shown = capsys.readouterr().out
+    assert f"{slices}/{slices}" in shown and "/slice" in shown and "trained in" not in shown, shown
