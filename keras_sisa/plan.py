@@ -121,7 +121,7 @@ def class_plan(y: np.ndarray, ids: np.ndarray, shards: int, classes_per_slice: i
     """
     present = [int(c) for c in np.unique(y)]
     order = _order(present, class_order)
-    _check_counts(shards, classes_per_slice)
+    _check_counts(shards=shards, classes_per_slice=classes_per_slice)
     if shards > len(present):
         raise InputError(f"shards={shards} (--shards) is more than the {len(present)} classes present; "
                          "class-isolated shards need at least one class each.")
@@ -189,7 +189,7 @@ def _similar_groups(x: np.ndarray, y: np.ndarray, order: list[int], size: dict[i
 
 def random_plan(y: np.ndarray, ids: np.ndarray, shards: int, slices: int, seed: int) -> Plan:
     """Random shards and slices, as in the original SISA paper; no gate, experts are averaged."""
-    _check_counts(shards, slices)
+    _check_counts(shards=shards, slices=slices)
     if shards * slices > len(ids):
         raise InputError(f"shards={shards} x slices={slices} (--shards, --slices) is more than the {len(ids)} "
                          "training images; lower them.")
@@ -203,10 +203,11 @@ def random_plan(y: np.ndarray, ids: np.ndarray, shards: int, slices: int, seed: 
     return Plan("random", components)
 
 
-def _check_counts(shards: int, per_slice: int) -> None:
-    for name, value in (("--shards", shards), ("slice size", per_slice)):
+def _check_counts(**counts: int) -> None:
+    for name, value in counts.items():
         if not isinstance(value, (int, np.integer)) or value < 1:
-            raise InputError(f"Expected {name} to be a positive whole number, got {value!r}.")
+            raise InputError(f"Expected {name} (--{name.replace('_', '-')}) to be a positive whole number, "
+                             f"got {value!r}.")
 
 
 def _order(present: list[int], class_order: list[int] | None) -> list[int]:

@@ -88,11 +88,11 @@ class Store:
         if not tf.io.gfile.exists(self.root):
             return
         if not tf.io.gfile.isdir(self.root):
-            raise InputError(f"--out {self.root} is a file; give a new directory for the run.")
+            raise InputError(f"The run directory (--out) {self.root} is a file; give a new directory for the run.")
         for directory, _, names in tf.io.gfile.walk(self.root):
             top = directory.rstrip("/") == self.root
             if any(PARTIAL not in name and not (top and name == LOCK) for name in names):
-                raise InputError(f"--out {self.root} already exists and is not empty; choose a new "
+                raise InputError(f"The run directory (--out) {self.root} already exists and is not empty; choose a new "
                                  "directory or delete that one.")
 
     def write_bytes(self, relative: str, data: bytes) -> str:

@@ -76,3 +76,14 @@ def test_plan_without_removes_samples_and_empty_slices_and_round_trips(fashion):
 def test_bad_shard_counts_are_refused(fashion, shards):
     with pytest.raises(InputError, match="shards"):
         class_plan(fashion.y_train, fashion.ids, shards=shards)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda y, ids: class_plan(y, ids, shards=0), r"shards \(--shards\)"),
+    (lambda y, ids: class_plan(y, ids, shards=2, classes_per_slice=0), r"classes_per_slice \(--classes-per-slice\)"),
+    (lambda y, ids: random_plan(y, ids, shards=2, slices=0, seed=0), r"slices \(--slices\)"),
+])
+def test_bad_counts_name_the_python_argument_and_its_flag(make, message):
+    y = np.repeat(np.arange(4), 10)
+    with pytest.raises(InputError, match=message):
+        make(y, np.arange(len(y)))
