@@ -5,7 +5,7 @@ more with one TensorFlow thread per process in 2 workers (other bits by design);
 the wall time on S machines from the per-component times of the one-process fit:
 preparing the run, then the components spread over S machines longest first.
 
-    python examples/benchmark_scale.py --out results/benchmark_scale.json
+    python examples/benchmark_scale.py --out results/benchmark_scale.json [--limit-per-class N]
 """
 
 from __future__ import annotations
@@ -47,9 +47,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="results/benchmark_scale.json")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit-per-class", type=int, default=None, help="Fewer images, for a quicker run.")
     args = parser.parse_args()
 
-    dataset = sources.load()
+    dataset = sources.load(limit=args.limit_per_class)
     ways = {"1 process": {"workers": 1}, "2 local workers": {"workers": 2}, "local Ray": {"backend": "ray"},
             # A run fitted with one thread per process: other bits, but no oversubscribed cores.
             "2 workers, --threads 1": {"workers": 2, "threads": 1}}
