@@ -20,7 +20,7 @@ from keras_sisa.errors import ExportError, InputError, UnsupportedVersion
 from keras_sisa.models import default_cnn, strided_gate
 from keras_sisa.parallel import BACKENDS, Execution
 from keras_sisa.store import MANIFEST, Status, Store
-from keras_sisa.training import TrainingConfig
+from keras_sisa.config import TrainingConfig
 
 
 class Commands(click.Group):

@@ -17,7 +17,7 @@ _EXPORTS = {
     "SISAClassifier": "keras_sisa.classifier", "load": "keras_sisa.classifier",
     "Dataset": "keras_sisa.data", "InputError": "keras_sisa.errors", "ExportError": "keras_sisa.errors",
     "UnsupportedVersion": "keras_sisa.errors",
-    "TrainingConfig": "keras_sisa.training", "Execution": "keras_sisa.parallel",
+    "TrainingConfig": "keras_sisa.config", "Execution": "keras_sisa.parallel",
     "SliceTensorBoard": "keras_sisa.callbacks",
     "default_cnn": "keras_sisa.models", "small_gate": "keras_sisa.models", "strided_gate": "keras_sisa.models",
 }

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sisa import audit as audits, checkpoints, models, owners as owner_ids, plan as plans, unlearning
+from keras_sisa.config import TrainingConfig
 from keras_sisa.data import Dataset, numbered_classes, validate
 from keras_sisa.errors import InputError
 from keras_sisa.export import export as export_files
@@ -22,7 +23,7 @@ from keras_sisa.parallel import Execution, train_components
 from keras_sisa.run import TEST_DATA, Run
 from keras_sisa.store import FORMAT, PLAN, Status, Store, data_path
 from keras_sisa.tasks import collect_seconds
-from keras_sisa.training import TrainingConfig, machine_threads, process_threads
+from keras_sisa.training import machine_threads, process_threads
 
 STRATEGIES = ("class", "random")
 GROUPINGS = ("similar", "dealt")

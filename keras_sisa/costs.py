@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from keras_sisa.plan import Plan
-from keras_sisa.training import TrainingConfig, trains
+from keras_sisa.config import TrainingConfig
+from keras_sisa.training import trains
 
 
 def slice_seconds(plan: Plan, histories: dict[str, dict[str, dict]], config: TrainingConfig,

@@ -13,7 +13,8 @@ from keras_sisa.locking import wait_for_writer
 from keras_sisa.models import ComponentState, ModelFn
 from keras_sisa.plan import Component, Plan
 from keras_sisa.store import FORMAT, MANIFEST, PLAN, Status, Store
-from keras_sisa.training import CompiledModels, TrainingConfig
+from keras_sisa.config import TrainingConfig
+from keras_sisa.training import CompiledModels
 
 TEST_DATA = "data/test.npz"
 

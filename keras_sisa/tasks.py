@@ -16,12 +16,13 @@ import tensorflow as tf
 
 from keras_sisa import models
 from keras_sisa.checkpoints import remove_partial, resume_point
+from keras_sisa.config import TrainingConfig
 from keras_sisa.errors import InputError
 from keras_sisa.models import ModelFn
 from keras_sisa.plan import Component, Plan
 from keras_sisa.progress import SliceProgress
 from keras_sisa.store import MANIFEST, PLAN, Store, data_path, timing_path
-from keras_sisa.training import CompiledModels, Samples, TrainingConfig, train_component
+from keras_sisa.training import CompiledModels, Samples, train_component
 
 
 def load_samples(store: Store, plan: Plan) -> Samples:

@@ -8,7 +8,8 @@ import pytest
 from keras_sisa.callbacks import MovingAverage
 from keras_sisa.errors import InputError
 from keras_sisa.models import PADDING_BIAS, ComponentState, strided_gate
-from keras_sisa.training import CompiledModels, TrainingConfig, enable_determinism
+from keras_sisa.config import TrainingConfig
+from keras_sisa.training import CompiledModels, enable_determinism
 from conftest import fit_small, run_digests
 from tiny_models import softmax_mlp, tiny_cnn
 
