@@ -203,7 +203,7 @@ class SISAClassifier:
             seconds[name] = seconds.get(name, 0.0) + spent
         run.manifest.update(status=Status.FITTED, fit_seconds=sum(seconds.values()))
         if "fit_evaluation" not in run.manifest:  # a repair restores the same weights
-            run.replan(run.plan)
+            run.checkpoints_changed()
             run.manifest["fit_evaluation"] = audits.evaluation(run)
         run.commit()
 

@@ -80,7 +80,12 @@ class Run:
 
     def replan(self, plan: Plan) -> None:
         """Makes `plan` the run's plan; the ensemble is rebuilt on next use."""
-        self.plan, self._ensemble = plan, None
+        self.plan = plan
+        self.checkpoints_changed()
+
+    def checkpoints_changed(self) -> None:
+        """Drops the ensemble built from the checkpoints, so that the next use reads them anew."""
+        self._ensemble = None
 
     def write_manifest(self) -> None:
         self.store.write_json(MANIFEST, self.manifest)
