@@ -93,24 +93,19 @@ def train_components(directory: str, names: list[str], execution: Execution,
     threads = store.read_json(MANIFEST)["config"].get("threads") or process_threads()
     # Longest first, so that the last component to start is a short one.
     names = sorted(names, key=lambda n: -len(plan.component(n).sample_ids))
+    progress = SliceProgress(store, plan, names) if verbose == 1 else None
     if execution.backend == "ray":
-        return ray_backend.train_components(directory, names, execution, threads, _progress(store, plan, names, verbose))
+        return ray_backend.train_components(directory, names, execution, threads, progress)
     if not execution.leaves_process(threads):
         samples = load_samples(store, plan)
         compiled = compiled or CompiledModels()
-        progress = SliceProgress(store, plan, names) if verbose == 1 else None
         return {n: train_in_run(directory, n, builder_of(plan.component(n)), samples, 0 if progress else verbose,
                                 compiled, execution.callbacks, progress) for n in names}
     if execution.callbacks:
         raise InputError(f"callbacks run in this process, but its TensorFlow thread pool ({process_threads()}) "
                          f"is not the run's ({threads}); set TF_NUM_INTRAOP_THREADS={threads} and "
                          f"TF_NUM_INTEROP_THREADS={threads} to use them.")
-    return _in_processes(directory, names, execution, threads, verbose, _progress(store, plan, names, verbose))
-
-
-def _progress(store: Store, plan: Plan, names: list[str], verbose: int) -> SliceProgress | None:
-    """The progress bar of a training in other processes, which `poll` keeps up to date."""
-    return SliceProgress(store, plan, names) if verbose == 1 else None
+    return _in_processes(directory, names, execution, threads, verbose, progress)
 
 
 def core_shares(workers: int, cores: list[int]) -> list[list[int]]:
