@@ -19,7 +19,8 @@ from keras_sisa.export import FORMATS, QUANTIZATIONS
 from keras_sisa.errors import ExportError, InputError, UnsupportedVersion
 from keras_sisa.models import default_cnn, strided_gate
 from keras_sisa.parallel import BACKENDS, Execution
-from keras_sisa.store import MANIFEST, Status, Store
+from keras_sisa.manifest import Status
+from keras_sisa.store import Store
 from keras_sisa.config import TrainingConfig
 
 
@@ -271,10 +272,10 @@ RECIPE_OPTIONS = ("epochs", "gate_epochs", "replay_ratio", "gate_replay_ratio", 
 
 def refuse_other_options(ctx: click.Context, out: str) -> None:
     """An interrupted fit resumes with the options it began with; naming others is refused, not ignored."""
-    manifest = Store(out).read_json(MANIFEST)
-    stored = {**{k: manifest["options"].get(k) for k in RUN_OPTIONS},
-              **{k: manifest["config"].get(k) for k in RECIPE_OPTIONS},
-              "model_fn": manifest.get("model_fn"), "gate_fn": manifest.get("gate_fn")}
+    manifest = Store(out).read_manifest()
+    stored = {**{k: manifest.options.get(k) for k in RUN_OPTIONS},
+              **{k: getattr(manifest.config, k) for k in RECIPE_OPTIONS},
+              "model_fn": manifest.model_fn, "gate_fn": manifest.gate_fn}
     given = {k: parse_tiers(ctx.params[k]) if k == "owner_tiers" else ctx.params[k] for k in stored
              if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
     flag = lambda name: {"model_fn": "--model", "gate_fn": "--gate-model"}.get(name, "--" + name.replace("_", "-"))
@@ -298,7 +299,7 @@ def fitted_text(sisa: SISAClassifier, out: str) -> None:
     images = sum(len(e.sample_ids) for e in sisa.plan.experts)
     accuracy = sisa.evaluate()["accuracy"] if sisa.store.exists("data/test.npz") else float("nan")
     click.echo(f"Fitted {len(sisa.plan.components)} components on {images} images of "
-               f"{len(sisa.classes)} classes ({sisa.manifest['fit_seconds']:.1f} s of training, summed "
+               f"{len(sisa.classes)} classes ({sisa.run.manifest.fit_seconds:.1f} s of training, summed "
                f"over components); test accuracy {100 * accuracy:.2f}%. Run: {out}")
 
 
@@ -404,7 +405,7 @@ def forget(run, classes, samples_file, owners, owners_file, workers, backend, ra
     Without --class, --samples or --owner, finishes a forget that was interrupted."""
     sisa = load(run)
     owners = list(owners) + read_owners(owners_file)
-    if not classes and samples_file is None and not owners and "pending_forget" not in sisa.manifest:
+    if not classes and samples_file is None and not owners and sisa.run.manifest.pending_forget is None:
         raise InputError("Nothing to forget: give --class NAME, --owner ID (both repeatable), "
                          "--samples FILE or --owners FILE.")
     receipt = sisa.forget(classes=list(classes), samples=read_ids(samples_file), owners=owners,

@@ -121,8 +121,8 @@ def _build(run: Run, out: str, format: str, quantize: str, compression: Compress
     report = {
         "labels": names,
         "label_indices": list(run.classes),
-        "forgotten": [run.class_names[c] for c in run.manifest["forgotten"]],
-        "receipts": run.manifest.get("receipts", []),
+        "forgotten": [run.class_names[c] for c in run.manifest.forgotten],
+        "receipts": run.manifest.receipts,
         "manifest_sha256": state,
         "input": {"shape": [None, *run.input_shape],
                   "dtype": formats.get("tflite", {}).get("input_dtype", "float32"),
@@ -158,7 +158,7 @@ def _calibration(run: Run, count: int) -> dict:
     rng = np.random.default_rng(run.config.seed)
     rows = np.sort(rng.choice(len(samples), min(count, len(samples)), replace=False))
     ids = samples.ids[rows].tolist()
-    deleted = set(run.manifest.get("deleted_ids", []))
+    deleted = set(run.manifest.deleted_ids)
     if deleted.intersection(ids) or not np.isin(samples.y[rows], run.classes).all():
         raise ExportError("Calibration data would include a deleted sample; the run is inconsistent. "
                           "Run `keras-sisa verify` and refit.")

@@ -16,12 +16,13 @@ from keras_sisa.data import Dataset, numbered_classes, validate
 from keras_sisa.errors import InputError
 from keras_sisa.export import export as export_files
 from keras_sisa.locking import RunLock
+from keras_sisa.manifest import Manifest, Status
 from keras_sisa.metrics import accuracy_report
 from keras_sisa.models import ComponentState, ModelFn
 from keras_sisa.optional import require
 from keras_sisa.parallel import Execution, train_components
 from keras_sisa.run import TEST_DATA, Run
-from keras_sisa.store import FORMAT, PLAN, Status, Store, data_path
+from keras_sisa.store import PLAN, Store, data_path
 from keras_sisa.tasks import collect_seconds
 from keras_sisa.training import machine_threads, process_threads
 
@@ -77,7 +78,7 @@ class SISAClassifier:
         self.options = dict(shards=shards, classes_per_slice=classes_per_slice,
                             class_order=class_order, strategy=strategy, grouping=grouping,
                             slices=slices, owner_tiers=owner_tiers)
-        self.config = config or TrainingConfig(**config_fields)
+        self._config = config or TrainingConfig(**config_fields)
         self.run: Run | None = None  # the run's state (and its compiled models), once prepared or loaded
 
     @property
@@ -85,7 +86,13 @@ class SISAClassifier:
         return self.store.root
 
     @property
+    def config(self) -> TrainingConfig:
+        """The training config: the run's once it is prepared or loaded, before that the one given."""
+        return self.run.config if self.run else self._config
+
+    @property
     def manifest(self) -> dict | None:
+        """The run's manifest in its file form, or None before the run exists."""
         return self.run.get_state() if self.run else None
 
     @property
@@ -139,15 +146,13 @@ class SISAClassifier:
             raise InputError(f"The plan names {len(unknown)} sample ids not in the data, e.g. "
                              f"{min(unknown)}; give the data the plan was made for.")
         self._check_builders(data.input_shape)
-        if self.config.threads is None:
-            self.config = dataclasses.replace(self.config, threads=machine_threads())
+        if self._config.threads is None:
+            self._config = dataclasses.replace(self._config, threads=machine_threads())
         self.store.create()
         with RunLock(self.directory, "fit"):
             self.store.check_new()
             # PREPARING until data, plan and manifest are all written: such a run is discarded.
-            run = Run(self.store, self._new_manifest(data), plan, self.model_fn, self.gate_fn)
-            if salt:
-                run.manifest["owner_salt"] = salt
+            run = Run(self.store, self._new_manifest(data, salt), plan, self.model_fn, self.gate_fn)
             run.write_manifest()
             for expert in plan.experts:
                 rows = _rows(data.ids, expert.sample_ids)
@@ -160,7 +165,7 @@ class SISAClassifier:
                                                  for o in data.test_owners], dtype="U32")
                 self.store.write_arrays(TEST_DATA, test)
             self.store.write_json(PLAN, plan.to_json())
-            run.manifest["status"] = Status.FITTING
+            run.manifest.status = Status.FITTING
             run.write_manifest()
             self.run = run
         return self
@@ -176,7 +181,7 @@ class SISAClassifier:
         """
         if only is not None:
             self._reload()
-            if self.manifest["status"] == Status.FITTING:
+            if self.run.status == Status.FITTING:
                 names = [c.name for c in self.plan.components]
                 if only not in names:
                     raise InputError(f"The run has no component {only!r}; it has {', '.join(names)}.")
@@ -185,9 +190,9 @@ class SISAClassifier:
             return self
         with RunLock(self.directory, "fit"):
             self._reload()
-            if self.manifest["status"] != Status.FITTING:
+            if self.run.status != Status.FITTING:
                 raise InputError(f"{self.directory} has no interrupted fit to resume (it is "
-                                 f"{self.manifest['status']}).")
+                                 f"{self.run.status}).")
             self._train_remaining(verbose, execution or Execution())
         return self
 
@@ -198,13 +203,13 @@ class SISAClassifier:
                  if checkpoints.resume_point(self.store, c) < len(c.slices)]
         trained = collect_seconds(self.store, train_components(self.directory, names, execution,
                                                                run.builder, verbose, run.compiled))
-        seconds = run.manifest.setdefault("component_seconds", {})
+        seconds = run.manifest.component_seconds
         for name, spent in trained.items():
             seconds[name] = seconds.get(name, 0.0) + spent
-        run.manifest.update(status=Status.FITTED, fit_seconds=sum(seconds.values()))
-        if "fit_evaluation" not in run.manifest:  # a repair restores the same weights
+        run.manifest.status, run.manifest.fit_seconds = Status.FITTED, sum(seconds.values())
+        if run.manifest.fit_evaluation is None:  # a repair restores the same weights
             run.checkpoints_changed()
-            run.manifest["fit_evaluation"] = audits.evaluation(run)
+            run.manifest.fit_evaluation = audits.evaluation(run)
         run.commit()
 
     def _discard_unprepared(self) -> None:
@@ -234,9 +239,9 @@ class SISAClassifier:
         with RunLock(self.directory, "forget"):
             self._reload()
             self.run.require_fitted(forgetting_allowed=True)
-            if "pending_forget" in self.manifest:
+            if self.run.manifest.pending_forget is not None:
                 if verbose:
-                    print(f"Finishing the interrupted forget {self.manifest['pending_forget']['id']}.")
+                    print(f"Finishing the interrupted forget {self.run.manifest.pending_forget['id']}.")
                 finished = unlearning.complete_pending(self.run, verbose, execution)
                 if not list(classes) and not list(samples) and not list(owners):
                     return finished
@@ -352,25 +357,25 @@ class SISAClassifier:
 
     def info(self) -> dict:
         """What the run holds: classes, shards, slices per component, checkpoints and sizes."""
-        names, histories = self.class_names, self.histories()
+        names, histories, manifest = self.class_names, self.histories(), self.run.manifest
         return {
             "directory": self.directory,
-            "status": self.manifest["status"],
+            "status": manifest.status,
             "strategy": self.plan.strategy,
             "classes": [names[c] for c in self.classes],
-            "forgotten": [names[c] for c in self.manifest["forgotten"]],
+            "forgotten": [names[c] for c in manifest.forgotten],
             "input_shape": list(self.input_shape),
             "components": self.run.components_info(),
             "total_bytes": sum(self.store.size(f) for f in self.store.files()),
-            "fit_seconds": self.manifest.get("fit_seconds"),
+            "fit_seconds": manifest.fit_seconds,
             "expected_forget_seconds": unlearning.expected_forget_seconds(self.run, histories),
             "expected_owner_forget_seconds": unlearning.expected_owner_seconds(self.run, histories),
             "recipe": self.recipe(histories),
             "receipts": [{k: r[k] for k in ("id", "time", "classes", "deleted_count", "rewound")}
                          | {"owners": len(r.get("owners", [])), "seconds": r["seconds"]["total"],
                             "resumed": "resumed" in r} for r in self.receipts()],
-            "pending_forget": {k: v for k, v in self.manifest["pending_forget"].items() if k != "deleted"}
-            if "pending_forget" in self.manifest else None,
+            "pending_forget": {k: v for k, v in manifest.pending_forget.items() if k != "deleted"}
+            if manifest.pending_forget is not None else None,
         }
 
     def _plan(self, data: Dataset) -> plans.Plan:
@@ -381,13 +386,13 @@ class SISAClassifier:
             o["owner_tiers"] = list(owner_ids.DEFAULT_TIERS) if data.owners is not None else []
         if o["strategy"] == "random":
             return plans.random_plan(data.y_train, data.ids, o["shards"] or plans.RANDOM_SHARDS, o["slices"],
-                                     self.config.seed)
+                                     self._config.seed)
         x = data.x_train if o["grouping"] == "similar" else None
         shards = o["shards"] or plans.pair_shards(len(np.unique(data.y_train)))
         tiers = None
         if o["owner_tiers"]:
             tiers = owner_ids.tiers_of(owner_ids.keys(data.owners, data.ids), tuple(o["owner_tiers"]),
-                                       self.config.seed)
+                                       self._config.seed)
         return plans.class_plan(data.y_train, data.ids, shards, o["classes_per_slice"],
                                 o["class_order"], x, tiers)
 
@@ -404,21 +409,14 @@ class SISAClassifier:
                              "needs model builders they can import: define them at module level "
                              "and pass them as functions or as 'module:function'.")
 
-    def _new_manifest(self, data: Dataset) -> dict:
-        return {
-            "format": FORMAT,
-            "status": Status.PREPARING,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "class_names": data.class_names,
-            "input_shape": list(data.input_shape),
-            "forgotten": [],
-            "options": self.options,
-            "config": dataclasses.asdict(self.config),
-            "model_fn": models.spec_of(self.model_fn),
-            "gate_fn": models.spec_of(self.gate_fn),
-            "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
-                         "keras": keras.__version__, "numpy": np.__version__},
-        }
+    def _new_manifest(self, data: Dataset, owner_salt: str | None) -> Manifest:
+        return Manifest(
+            class_names=data.class_names, input_shape=tuple(data.input_shape), options=self.options,
+            config=self._config, model_fn=models.spec_of(self.model_fn), gate_fn=models.spec_of(self.gate_fn),
+            created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            versions={"python": platform.python_version(), "tensorflow": tf.__version__,
+                      "keras": keras.__version__, "numpy": np.__version__},
+            owner_salt=owner_salt)
 
     def integrity_problems(self) -> dict[str, str]:
         """Files the manifest lists that are missing or whose checksum no longer matches, with why."""
@@ -439,7 +437,7 @@ class SISAClassifier:
                 _, name, file = path.split("/")
                 checkpoints.remove_from(self.store, self.plan.component(name), file[:-len(".npz")])
             if problems:
-                self.run.manifest["status"] = Status.FITTING
+                self.run.manifest.status = Status.FITTING
                 self.run.write_manifest()
                 self._train_remaining(verbose, Execution())
         return list(problems.values())
@@ -468,7 +466,7 @@ def load(directory: str, model_fn: ModelFn | str | None = None,
     corrupted or missing file is named instead of silently used.
     """
     run = Run.open(Store(directory), model_fn, gate_fn)
-    sisa = SISAClassifier(directory, run.model_fn, run.gate_fn, **run.manifest["options"], config=run.config)
+    sisa = SISAClassifier(directory, run.model_fn, run.gate_fn, **run.manifest.options, config=run.config)
     sisa.run = run
     if check and run.status == Status.FITTED:
         problems = list(run.integrity_problems().values())

@@ -23,7 +23,7 @@ from keras_sisa import ray_backend
 from keras_sisa.errors import InputError
 from keras_sisa.models import ModelFn
 from keras_sisa.plan import Component, Plan
-from keras_sisa.store import MANIFEST, PLAN, Store
+from keras_sisa.store import PLAN, Store
 from keras_sisa.progress import POLL_SECONDS, SliceProgress
 from keras_sisa.tasks import load_samples, train_in_run
 from keras_sisa.training import CompiledModels, process_threads
@@ -90,7 +90,7 @@ def train_components(directory: str, names: list[str], execution: Execution,
     """
     store = Store(directory)
     plan = Plan.from_json(store.read_json(PLAN))
-    threads = store.read_json(MANIFEST)["config"].get("threads") or process_threads()
+    threads = store.read_manifest().config.threads or process_threads()
     # Longest first, so that the last component to start is a short one.
     names = sorted(names, key=lambda n: -len(plan.component(n).sample_ids))
     progress = SliceProgress(store, plan, names) if verbose == 1 else None

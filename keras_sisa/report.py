@@ -63,7 +63,7 @@ def figure_data(run: Run) -> dict:
     names = run.class_names
     receipts = run.receipts()
     audited = [r for r in receipts if r.get("audit")]
-    history = [{"after": "fit", "per_class": (run.manifest.get("fit_evaluation") or {}).get("per_class", {})}]
+    history = [{"after": "fit", "per_class": (run.manifest.fit_evaluation or {}).get("per_class", {})}]
     history += [{"after": _label(r), "per_class": (r["audit"]["evaluation"] or {}).get("per_class", {})}
                 for r in audited]
     evaluation = confusion = None
@@ -77,18 +77,18 @@ def figure_data(run: Run) -> dict:
         "run": run.directory,
         "evaluation": evaluation,
         "class_names": names,
-        "forgotten": [names[c] for c in run.manifest["forgotten"]],
+        "forgotten": [names[c] for c in run.manifest.forgotten],
         "accuracy": history,
         "confusion": confusion,
         "forgotten_predicted_as": [{"receipt": r["id"], "classes": r["classes"],
                                     "predicted_as": r["audit"]["forgotten_predicted_as"]}
                                    for r in audited if r["audit"]["forgotten_predicted_as"]],
         "mia": [{"receipt": r["id"], "label": _label(r), **r["audit"]["mia"]} for r in audited if r["audit"]["mia"]],
-        "timeline": [{"event": "fit", "time": run.manifest["created"], "seconds": run.manifest.get("fit_seconds"),
+        "timeline": [{"event": "fit", "time": run.manifest.created, "seconds": run.manifest.fit_seconds,
                       "rewound": {}}]
                     + [{"event": _label(r), "time": r["time"], "seconds": r["seconds"]["total"],
                         "rewound": r["rewound"]} for r in receipts],
-        "full_fit_seconds": run.manifest.get("fit_seconds"),
+        "full_fit_seconds": run.manifest.fit_seconds,
         "plan": [{"name": c["name"], "checkpoint_bytes": c["checkpoint_bytes"],
                   "slices": [{"id": s.id, "classes": s.classes}
                              for s in run.plan.component(c["name"]).slices]}

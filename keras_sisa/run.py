@@ -8,12 +8,13 @@ import numpy as np
 from keras_sisa import models
 from keras_sisa.checkpoints import checkpoint_path, read_history, read_state, saved_slices
 from keras_sisa.ensemble import build_ensemble
+from keras_sisa.config import TrainingConfig
 from keras_sisa.errors import InputError
 from keras_sisa.locking import wait_for_writer
+from keras_sisa.manifest import Manifest, Status
 from keras_sisa.models import ComponentState, ModelFn
 from keras_sisa.plan import Component, Plan
-from keras_sisa.store import FORMAT, MANIFEST, PLAN, Status, Store
-from keras_sisa.config import TrainingConfig
+from keras_sisa.store import MANIFEST, PLAN, Store
 from keras_sisa.training import CompiledModels
 
 TEST_DATA = "data/test.npz"
@@ -30,13 +31,13 @@ class Run:
 
     Args:
         store: the run directory.
-        manifest: its manifest, as `get_state()` returns it.
+        manifest: its `Manifest`.
         plan: its current plan.
         model_fn, gate_fn: the experts' and the gate's model builders.
         compiled: compiled models to reuse across this run's trainings.
     """
 
-    def __init__(self, store: Store, manifest: dict, plan: Plan, model_fn: ModelFn, gate_fn: ModelFn,
+    def __init__(self, store: Store, manifest: Manifest, plan: Plan, model_fn: ModelFn, gate_fn: ModelFn,
                  compiled: CompiledModels | None = None):
         self.store = store
         self.manifest = manifest
@@ -58,24 +59,17 @@ class Run:
     @classmethod
     def from_state(cls, store: Store, state: dict, model_fn: ModelFn | str | None = None,
                    gate_fn: ModelFn | str | None = None, compiled: CompiledModels | None = None) -> Run:
-        """The run whose manifest is `state`, with the plan from its store."""
-        if state.get("format") != FORMAT:
-            raise InputError(f"{store.root} is a run of format {state.get('format')!r}, which this keras-sisa "
-                             f"({FORMAT!r}) cannot read; open it with the keras-sisa that fitted it, or refit.")
-        builders = []
-        for given, key in ((model_fn, "model_fn"), (gate_fn, "gate_fn")):
-            spec = given or state.get(key)
-            if spec is None:
-                raise InputError(f"The run was fitted with an unnamed {key}; pass it to load().")
-            builders.append(models.resolve(spec))
-        return cls(store, state, Plan.from_json(store.read_json(PLAN)), *builders, compiled)
+        """The run whose manifest is `state` (its file form), with the plan from its store."""
+        manifest = Manifest.from_json(state, store.root)
+        return cls(store, manifest, Plan.from_json(store.read_json(PLAN)),
+                   named_builder(manifest, False, model_fn), named_builder(manifest, True, gate_fn), compiled)
 
     def get_state(self) -> dict:
-        return self.manifest
+        return self.manifest.to_json()
 
     def reload(self) -> None:
         """Reads manifest and plan again: another command may have changed them."""
-        self.manifest = self.store.read_json(MANIFEST)
+        self.manifest = self.store.read_manifest()
         self.replan(Plan.from_json(self.store.read_json(PLAN)))
 
     def replan(self, plan: Plan) -> None:
@@ -88,11 +82,11 @@ class Run:
         self._ensemble = None
 
     def write_manifest(self) -> None:
-        self.store.write_json(MANIFEST, self.manifest)
+        self.store.write_manifest(self.manifest)
 
     def commit(self) -> None:
         """Records the checksum of every file and writes the manifest last."""
-        self.manifest["files"] = {f: self.store.checksum(f) for f in self.store.files() if f != MANIFEST}
+        self.manifest.files = {f: self.store.checksum(f) for f in self.store.files() if f != MANIFEST}
         self.write_manifest()
 
     @property
@@ -101,11 +95,11 @@ class Run:
 
     @property
     def status(self) -> Status:
-        return Status(self.manifest["status"])
+        return self.manifest.status
 
     @property
     def config(self) -> TrainingConfig:
-        return TrainingConfig.from_manifest(self.manifest["config"])
+        return self.manifest.config
 
     @property
     def classes(self) -> list[int]:
@@ -114,11 +108,11 @@ class Run:
 
     @property
     def class_names(self) -> list[str]:
-        return self.manifest["class_names"]
+        return self.manifest.class_names
 
     @property
     def input_shape(self) -> tuple:
-        return tuple(self.manifest["input_shape"])
+        return self.manifest.input_shape
 
     def builder(self, component: Component) -> ModelFn:
         return self.gate_fn if component.is_gate else self.model_fn
@@ -163,7 +157,7 @@ class Run:
     def integrity_problems(self) -> dict[str, str]:
         """Files the manifest lists that are missing or whose checksum no longer matches, with why."""
         problems = {}
-        for path, checksum in self.manifest.get("files", {}).items():
+        for path, checksum in self.manifest.files.items():
             if not self.store.exists(path):
                 problems[path] = f"{path} is missing"
             elif self.store.checksum(path) != checksum:
@@ -171,7 +165,7 @@ class Run:
         return problems
 
     def receipts(self) -> list[dict]:
-        return [self.store.read_json(f"receipts/{r:04d}.json") for r in self.manifest.get("receipts", [])]
+        return [self.store.read_json(f"receipts/{r:04d}.json") for r in self.manifest.receipts]
 
     def test_data(self) -> dict[str, np.ndarray] | None:
         """The run's held-out test images and labels, or None if it has none."""
@@ -193,3 +187,13 @@ class Run:
             action = f"keras-sisa fit --out {self.directory}"
         raise InputError(f"The run {self.directory} is {status}: a command was interrupted or is "
                          f"running. Run `{action}` to finish it first.")
+
+
+def named_builder(manifest: Manifest, is_gate: bool, given: ModelFn | str | None = None) -> ModelFn:
+    """`given`, or else the gate's or the experts' builder as the manifest names it (`module:function`)."""
+    key = "gate_fn" if is_gate else "model_fn"
+    spec = given or getattr(manifest, key)
+    if spec is None:
+        raise InputError(f"The run was fitted with an unnamed {key}; pass it to load(). To train in other "
+                         "processes (workers, Ray), define it at module level.")
+    return models.resolve(spec)

@@ -16,7 +16,6 @@ command never leaves a half-written file; paths go through `tf.io.gfile`.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import hmac
 import io
@@ -31,25 +30,13 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sisa.errors import InputError
+from keras_sisa.manifest import Manifest, Status
 
 MANIFEST = "manifest.json"
 PLAN = "plan.json"
-FORMAT = "keras-sisa-run/1"
 LOCK = ".lock"  # the writers' lock file (locking.py); with only unfinished writes beside it, nothing was written yet
 PARTIAL = ".tmp-"  # marks a file being written; renamed into place when complete
 T = TypeVar("T")
-
-
-class Status(str, enum.Enum):
-    """Where a run is in its life, as its manifest records it; every command checks it."""
-
-    PREPARING = "preparing"  # data and plan being written: a fit killed now starts over
-    FITTING = "fitting"  # planned; components train, and a killed fit resumes
-    FITTED = "fitted"  # every component trained: readers may use it
-    FORGETTING = "forgetting"  # a forget is pending: the next forget finishes it
-
-    __str__ = str.__str__
-    __format__ = str.__format__
 
 
 class Store:
@@ -70,6 +57,12 @@ class Store:
     @property
     def is_run(self) -> bool:
         return self.exists(MANIFEST)
+
+    def read_manifest(self) -> Manifest:
+        return Manifest.from_json(self.read_json(MANIFEST), self.root)
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        self.write_json(MANIFEST, manifest.to_json())
 
     def status(self) -> Status | None:
         """The run's status from its manifest, or None when there is no run."""

@@ -14,14 +14,12 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from keras_sisa import models
 from keras_sisa.checkpoints import remove_partial, resume_point
-from keras_sisa.config import TrainingConfig
-from keras_sisa.errors import InputError
 from keras_sisa.models import ModelFn
-from keras_sisa.plan import Component, Plan
+from keras_sisa.plan import Plan
 from keras_sisa.progress import SliceProgress
-from keras_sisa.store import MANIFEST, PLAN, Store, data_path, timing_path
+from keras_sisa.run import named_builder
+from keras_sisa.store import PLAN, Store, data_path, timing_path
 from keras_sisa.training import CompiledModels, Samples, train_component
 
 
@@ -45,15 +43,6 @@ def _shard_arrays(store: Store, plan: Plan, keys: tuple[str, ...]) -> tuple[np.n
     return tuple(np.concatenate([p[key] for p in parts]) for key in keys)
 
 
-def builder_for(manifest: dict, component: Component) -> ModelFn:
-    """The component's model builder as the manifest names it (`module:function`)."""
-    key = "gate_fn" if component.is_gate else "model_fn"
-    if manifest.get(key) is None:
-        raise InputError(f"The run's {key} is an unnamed function, which another process cannot "
-                         "import; give a module-level builder (module:function) to train in workers.")
-    return models.resolve(manifest[key])
-
-
 def train_in_run(directory: str, name: str, builder: ModelFn | None = None,
                  samples: Samples | None = None, verbose: int = 0,
                  compiled: CompiledModels | None = None, callbacks: tuple = (),
@@ -65,7 +54,7 @@ def train_in_run(directory: str, name: str, builder: ModelFn | None = None,
     `compiled`, to save reloading and recompiling. `callbacks` go to every slice's fit.
     """
     store = Store(directory)
-    manifest = store.read_json(MANIFEST)
+    manifest = store.read_manifest()
     plan = Plan.from_json(store.read_json(PLAN))
     component = plan.component(name)
     remove_partial(store, name)  # left by an attempt at this task that was killed mid-write
@@ -73,10 +62,9 @@ def train_in_run(directory: str, name: str, builder: ModelFn | None = None,
     if start == len(component.slices):
         return 0.0
     began = time.perf_counter()
-    train_component(store, plan, name, builder or builder_for(manifest, component),
-                    tuple(manifest["input_shape"]),
-                    samples if samples is not None else load_samples(store, plan),
-                    TrainingConfig.from_manifest(manifest["config"]), start=start, verbose=verbose,
+    train_component(store, plan, name, builder or named_builder(manifest, component.is_gate),
+                    manifest.input_shape, samples if samples is not None else load_samples(store, plan),
+                    manifest.config, start=start, verbose=verbose,
                     compiled=compiled, callbacks=callbacks, progress=progress)
     seconds = time.perf_counter() - began
     store.write_json(timing_path(name), {name: seconds})  # outlives a kill before the run commits

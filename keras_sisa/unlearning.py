@@ -20,10 +20,11 @@ from keras_sisa import audit as audits, costs, owners as owner_ids
 from keras_sisa.checkpoints import INITIAL, keep_only
 from keras_sisa.data import class_indices
 from keras_sisa.errors import InputError
-from keras_sisa.plan import Plan
+from keras_sisa.manifest import Status
 from keras_sisa.parallel import Execution, train_components
+from keras_sisa.plan import Plan
 from keras_sisa.run import TEST_DATA, Run
-from keras_sisa.store import PLAN, Status, Store, data_path
+from keras_sisa.store import PLAN, Store, data_path
 from keras_sisa.tasks import collect_seconds, load_labels, load_owners, load_samples
 from keras_sisa.training import process_threads, train_component
 
@@ -53,7 +54,7 @@ def rewinds(plan: Plan, deleted: set[int], classes=()) -> dict[str, dict]:
 def _slice_prices(run: Run, histories: dict | None) -> dict[str, dict[str, float]]:
     """What each slice of the run cost to train (`costs.slice_seconds`)."""
     return costs.slice_seconds(run.plan, histories or run.histories(), run.config,
-                               run.manifest.get("component_seconds", {}))
+                               run.manifest.component_seconds)
 
 
 def expected_forget_seconds(run: Run, histories: dict | None = None) -> dict[str, float]:
@@ -71,12 +72,12 @@ def owner_images(run: Run, owners) -> tuple[set[int], list[dict]]:
     owners = list(owners)
     if not owners:
         return set(), []
-    salt = run.manifest.get("owner_salt")
+    salt = run.manifest.owner_salt
     if salt is None:
         raise InputError("The run was fitted without owners; pass owners to fit (an `owners` array in "
                          "--npz, owners.csv in --data-dir) to forget people.")
     stored, ids = load_owners(run.store, run.plan)
-    forgotten = set(run.manifest.get("forgotten_owners", []))
+    forgotten = set(run.manifest.forgotten_owners)
     found, rows = set(), []
     for owner in owner_ids.normalize(owners, len(owners), "owners"):
         key = owner_ids.digest(salt, owner)
@@ -92,7 +93,7 @@ def owner_images(run: Run, owners) -> tuple[set[int], list[dict]]:
 def expected_owner_seconds(run: Run, histories: dict | None = None) -> dict | None:
     """The training seconds forgetting one owner should take: median and 90th percentile
     over the run's owners (`costs.owner_seconds`); None for a run fitted without owners."""
-    if "owner_salt" not in run.manifest:
+    if run.manifest.owner_salt is None:
         return None
     owners, ids = load_owners(run.store, run.plan)
     seconds = costs.owner_seconds(run.plan, owners, ids, _slice_prices(run, histories))
@@ -112,7 +113,7 @@ def forget(run: Run, classes=(), samples=(), verbose: int = 1, execution: Execut
     """
     names = run.class_names
     requested = class_indices(classes, names)
-    already = sorted(set(requested) & set(run.manifest["forgotten"]))
+    already = sorted(set(requested) & set(run.manifest.forgotten))
     new_classes = sorted(set(requested) - set(already))
     if new_classes and set(run.classes) <= set(new_classes):
         raise InputError("Cannot forget every class: the model would have no outputs. Delete the "
@@ -120,7 +121,7 @@ def forget(run: Run, classes=(), samples=(), verbose: int = 1, execution: Execut
     plan = run.plan
     held = {i for c in plan.experts for i in c.sample_ids}
     ids = {int(i) for i in samples}
-    unknown = sorted(ids - held - set(run.manifest.get("deleted_ids", [])))
+    unknown = sorted(ids - held - set(run.manifest.deleted_ids))
     if unknown:
         raise InputError(f"Unknown sample id {unknown[0]} ({len(unknown)} unknown in all); sample ids "
                          "are the training images' positions in the source data.")
@@ -137,7 +138,7 @@ def forget(run: Run, classes=(), samples=(), verbose: int = 1, execution: Execut
     new_plan = plan.without(deleted, new_classes)
     remaining = {c.name for c in new_plan.components}
     pending = {
-        "id": len(run.manifest.get("receipts", [])) + 1,
+        "id": len(run.manifest.receipts) + 1,
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "classes": [names[c] for c in new_classes],
         "class_indices": new_classes,
@@ -152,12 +153,12 @@ def forget(run: Run, classes=(), samples=(), verbose: int = 1, execution: Execut
         "purged": False,
         "audit": audit,
     }
-    run.manifest.update(status=Status.FORGETTING, pending_forget=pending,
-                         forgotten=sorted(set(run.manifest["forgotten"]) | set(new_classes)),
-                         deleted_ids=sorted(set(run.manifest.get("deleted_ids", [])) | deleted))
-    if owner_rows:
-        run.manifest["forgotten_owners"] = sorted(set(run.manifest.get("forgotten_owners", []))
-                                                   | {r["owner_sha256"] for r in owner_rows})
+    manifest = run.manifest
+    manifest.status, manifest.pending_forget = Status.FORGETTING, pending
+    manifest.forgotten = sorted(set(manifest.forgotten) | set(new_classes))
+    manifest.deleted_ids = sorted(set(manifest.deleted_ids) | deleted)
+    manifest.forgotten_owners = sorted(set(manifest.forgotten_owners)
+                                       | {r["owner_sha256"] for r in owner_rows})
     run.write_manifest()
     return complete_pending(run, verbose, execution)
 
@@ -168,7 +169,7 @@ def complete_pending(run: Run, verbose: int = 1, execution: Execution = Executio
     Every step can run again after an interruption: the purge removes what is still
     there, and retraining starts at the first slice without a fresh checkpoint.
     """
-    pending = run.manifest["pending_forget"]
+    pending = run.manifest.pending_forget
     started = time.perf_counter()
     resumed = pending["purged"]  # an earlier attempt purged the images, so no audit can see them
     deleted = set(pending["deleted"])
@@ -200,9 +201,8 @@ def complete_pending(run: Run, verbose: int = 1, execution: Execution = Executio
         receipt["audit"] = audits.after_forget(run, held)
         receipt["seconds"]["audit"] = time.perf_counter() - started - total
     run.store.write_json(f"receipts/{receipt['id']:04d}.json", receipt)
-    run.manifest["receipts"] = sorted(set(run.manifest.get("receipts", [])) | {receipt["id"]})
-    run.manifest["status"] = Status.FITTED
-    del run.manifest["pending_forget"]
+    run.manifest.receipts = sorted(set(run.manifest.receipts) | {receipt["id"]})
+    run.manifest.status, run.manifest.pending_forget = Status.FITTED, None
     run.commit()
     return receipt
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from keras_sisa import InputError, data, load
+from keras_sisa import InputError, load
 from keras_sisa.cli.main import main
 from conftest import FORGET, TESTS, TINY, read_manifest, run_cli, run_digests, start_cli, wait_until, write_npz
 from test_unlearning import stored_image_hashes
