@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import os
-import platform
 import shutil
 import tempfile
 import time
@@ -31,6 +28,7 @@ import keras_sisa
 from keras_sisa import data as sources
 
 import monolithic as baseline
+import result_file
 
 
 def tinted(dataset, seed: int):
@@ -123,15 +121,11 @@ def main() -> None:
               f"sisa {100 * ensemble['accuracy']:.2f}% in {ensemble['seconds']:.1f} s", flush=True)
 
     result = {
-        "benchmark": "accuracy",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-        "date": time.strftime("%Y-%m-%d"),
+        **result_file.stamp("accuracy"),
         "rows": rows,
         "goals": {"accuracy_gap_points": 1.0, "fit_time_ratio": 1.5},
     }
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
+    result_file.write(args.out, result)
     print(f"\n{'data':<28} {'plain acc':>9} {'plain s':>8} {'epochs':>6} {'sisa acc':>9} {'routing':>8} "
           f"{'sisa s':>8} {'gap':>6} {'time':>6}")
     for r in rows:

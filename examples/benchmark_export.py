@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import os
-import platform
 import shutil
 import tempfile
-import time
 
 import keras_sisa
 from keras_sisa import data as sources
 from keras_sisa.export import THRESHOLDS
+
+import result_file
 
 VARIANTS = {
     "float32": dict(quantize="none"),
@@ -65,18 +64,14 @@ def main() -> None:
 
     float_bytes, int8_gzip = rows["float32"]["bytes"], rows["int8"]["gzip_bytes"]
     result = {
-        "benchmark": "export",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-        "date": time.strftime("%Y-%m-%d"),
+        **result_file.stamp("export"),
         "parity_images": args.parity_images,
         "variants": rows,
         "int8_size_vs_float32": rows["int8"]["bytes"] / float_bytes,
         "pruned_int8_gzip_vs_int8_gzip": rows["pruned_int8"]["gzip_bytes"] / int8_gzip,
         "pruned_int8_accuracy_drop_points": 100 * (rows["float32"]["accuracy"] - rows["pruned_int8"]["accuracy"]),
     }
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
+    result_file.write(args.out, result)
     print(f"{'variant':<12} {'size KB':>8} {'gzip KB':>8} {'ms/image':>9} {'accuracy':>9} {'agreement':>10}")
     for name, r in rows.items():
         print(f"{name:<12} {r['bytes'] / 1024:>8.1f} {r['gzip_bytes'] / 1024:>8.1f} {r['latency_ms']:>9.3f} "

@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
-import json
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -32,6 +30,7 @@ import keras_sisa
 from keras_sisa import data as sources, metrics
 
 import monolithic as baseline
+import result_file
 
 
 def without(dataset, classes=(), sample_ids=()):
@@ -156,10 +155,8 @@ def main() -> None:
         samples_row["cost_vs_sisa_refit"] = (samples_row["forget_seconds"] / sisa_refit_seconds
                                              if sisa_refit_seconds else None)
     result = {
-        "benchmark": "forget",
+        **result_file.stamp("forget"),
         "dataset": f"fashion_mnist ({len(dataset.y_train)} train / {len(dataset.y_test)} test)",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-        "date": time.strftime("%Y-%m-%d"),
         "config": dataclasses.asdict(sisa.config),
         "forget_repeats": args.repeats,
         "fit": fit,
@@ -176,9 +173,7 @@ def main() -> None:
         "max_accuracy_gap_points": float(np.max([r["accuracy_gap_points"] for r in rows])),
         "max_mia_distance": float(np.max([abs(v - 0.5) for r in rows for v in r["mia_auc"].values()])),
     }
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
+    result_file.write(args.out, result)
     refit_text = f"SISA refit without {rows[0]['class']}: {sisa_refit_seconds:.1f} s; " if sisa_refit_seconds else ""
     print(f"\nSISA fit {fit['seconds']:.1f} s, accuracy {100 * fit['accuracy']:.2f}%; {refit_text}"
           f"median early-stopped plain CNN retrain {mono_median:.1f} s")

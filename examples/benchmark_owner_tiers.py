@@ -12,12 +12,9 @@ owner (`keras-sisa info`: each slice priced at what it took to fit) as mean, med
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import tempfile
-import time
 
 import numpy as np
 
@@ -26,6 +23,7 @@ from keras_sisa import data as sources
 
 import monolithic as baseline
 from benchmark_requests import assign_owners
+import result_file
 
 SETTINGS = {"none": [], "0.05": [0.05], "0.15,0.05": [0.15, 0.05], "0.3,0.15,0.05": [0.3, 0.15, 0.05]}
 
@@ -58,13 +56,10 @@ def main() -> None:
                      **{f"owner_{k}_ratio": cost[k] / plain["seconds"] for k in ("mean", "median", "p90")}})
         print(f"tiers {name}: {100 * evaluation['accuracy']:.2f}%, owner mean {rows[-1]['owner_mean_ratio']:.3f}x",
               flush=True)
-    result = {"benchmark": "owner_tiers", "date": time.strftime("%Y-%m-%d"),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+    result = {**result_file.stamp("owner_tiers"),
               "dataset": f"fashion_mnist, {args.limit_per_class} per class, {owners} owners",
               "monolithic": plain, "rows": rows}
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
+    result_file.write(args.out, result)
     print(f"\nplain CNN: {100 * plain['accuracy']:.2f}% in {plain['seconds']:.1f} s ({plain['epochs']} epochs)")
     print(f"{'tiers':<15} {'accuracy':>8} {'routing':>8} {'fit s':>7} {'x plain':>7} {'owner mean':>10} "
           f"{'median':>7} {'p90':>7}")

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -30,6 +28,7 @@ import keras_sisa
 from keras_sisa import data as sources
 
 import monolithic as baseline
+import result_file
 
 
 def assign_owners(labels: np.ndarray, owners: int, seed: int, largest: int = 300,
@@ -96,12 +95,6 @@ def clear_ids_found(directory: str, names: list[str]) -> int:
     return found
 
 
-def write(path: str, result: dict) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(result, f, indent=2)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="results/benchmark_requests.json")
@@ -121,8 +114,7 @@ def main() -> None:
     drawn = rng.choice(np.unique(people), args.requests + args.batch, replace=False)
     stream, batch = drawn[:args.requests], drawn[args.requests:]
     sizes = {str(n): int(c) for n, c in zip(*np.unique(people, return_counts=True))}
-    result = {"benchmark": "requests", "date": time.strftime("%Y-%m-%d"),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+    result = {**result_file.stamp("requests"),
               "dataset": f"fashion_mnist ({len(dataset.y_train)} train / {len(dataset.y_test)} test)",
               "owners": {"count": len(sizes), "median_images": float(np.median(list(sizes.values()))),
                          "max_images": max(sizes.values()), "law": "Zipf-like, exponent 1.3, 1..300 images"}}
@@ -137,28 +129,28 @@ def main() -> None:
                          "routing_accuracy": evaluation["routing_accuracy"],
                          "expected_owner_forget_seconds": info["expected_owner_forget_seconds"],
                          "owner_tiers": sisa.options["owner_tiers"]}
-        write(args.out, result)
+        result_file.write(args.out, result)
         print(f"fitted in {result['fit']['seconds']:.1f} s, accuracy {100 * evaluation['accuracy']:.2f}%", flush=True)
         result["stream"] = []
         for owner in stream:
             row = {"owner_images": sizes[str(owner)], **timed_forget(sisa, owners=[str(owner)])}
             result["stream"].append(row)
             print(f"owner of {row['images']} images: {row['seconds']:.1f} s, rewound {row['rewound']}", flush=True)
-            write(args.out, result)
+            result_file.write(args.out, result)
         result["batch"] = timed_forget(sisa, owners=[str(o) for o in batch])
         print(f"batch of {len(batch)} owners: {result['batch']['seconds']:.1f} s", flush=True)
         left = np.setdiff1d(dataset.ids, sisa.manifest["deleted_ids"])
         result["random"] = timed_forget(sisa, samples=rng.choice(left, args.samples, replace=False).tolist())
         print(f"{args.samples} random images: {result['random']['seconds']:.1f} s", flush=True)
         result["after"] = {"accuracy": sisa.evaluate()["accuracy"]}
-        write(args.out, result)
+        result_file.write(args.out, result)
 
         deleted = np.isin(dataset.ids, sisa.manifest["deleted_ids"])
         model, figures = baseline.train(dataset.x_train[~deleted], dataset.y_train[~deleted],
                                         len(dataset.class_names), args.seed)
         plain_accuracy = float(np.mean(baseline.predict(model, dataset.x_test) == dataset.y_test))
         result["monolithic_retrain"] = {**figures, "accuracy": plain_accuracy, "images": int((~deleted).sum())}
-        write(args.out, result)
+        result_file.write(args.out, result)
 
         rows = sisa.verify()
         gone = {hashlib.sha256(image.tobytes()).hexdigest() for image in dataset.x_train[deleted]}
@@ -181,7 +173,7 @@ def main() -> None:
         "single_owner_mean_ratio": float(np.mean(ratios)), "single_owner_median_ratio": float(np.median(ratios)),
         "batch_ratio": result["batch"]["ratio"], "random_ratio": result["random"]["ratio"],
         "accuracy_gap_points": 100 * (result["monolithic_retrain"]["accuracy"] - result["after"]["accuracy"])}
-    write(args.out, result)
+    result_file.write(args.out, result)
 
     print(f"\nSISA fit {result['fit']['seconds']:.1f} s ({100 * result['fit']['accuracy']:.2f}%); plain CNN "
           f"retrained without everything deleted {plain:.1f} s ({figures['epochs']} epochs)")

@@ -11,15 +11,15 @@ preparing the run, then the components spread over S machines longest first.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import tempfile
 import time
 
 import keras_sisa
 from keras_sisa import data as sources
+
+import result_file
 
 
 def timed_fit(dataset, directory: str, seed: int, threads: int | None = None, **execution) -> dict:
@@ -67,17 +67,13 @@ def main() -> None:
     projection = {machines: projected_seconds(base["prepare_seconds"], components, machines)
                   for machines in range(1, len(components) + 1)}
     result = {
-        "benchmark": "scale",
+        **result_file.stamp("scale"),
         "dataset": f"fashion_mnist ({len(dataset.y_train)} train)",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-        "date": time.strftime("%Y-%m-%d"),
         "fits": {name: {k: v for k, v in fit.items() if k != "digests"} for name, fit in fits.items()},
         "bit_identical": identical,
         "projected_seconds_on_machines": projection,
     }
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
+    result_file.write(args.out, result)
     print(f"{'fit':<24} {'wall s':>7} {'speed-up':>8}")
     for name, fit in fits.items():
         print(f"{name:<24} {fit['seconds']:>7.1f} {base['seconds'] / fit['seconds']:>7.2f}x")
