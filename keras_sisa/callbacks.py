@@ -1,5 +1,5 @@
 """Callbacks of slice training besides the checkpoint (checkpoints.py): a moving average of
-the weights, and TensorBoard logs per slice."""
+the weights, TensorBoard logs per slice, and users' callbacks told which slice they see."""
 
 from __future__ import annotations
 
@@ -75,3 +75,56 @@ class SliceTensorBoard(keras.callbacks.TensorBoard):
 
     def begin_slice(self, component: str, slice_id: str) -> None:
         self.log_dir = os.path.join(self.root, component, slice_id)
+
+
+class SliceLogs(keras.callbacks.Callback):
+    """Hands one user callback a slice's fit, with `component` and `slice` added to its epoch
+    and end-of-training logs, so that a CSVLogger row or a ModelCheckpoint path such as
+    `"{component}-{slice}-{epoch}.keras"` says which slice it comes from.
+
+    Args:
+        callback: the user's callback.
+        component: the component the slice belongs to (`gate`, `shard_0`, ...).
+        slice_id: the slice.
+    """
+
+    def __init__(self, callback: keras.callbacks.Callback, component: str, slice_id: str):
+        super().__init__()
+        self.callback = callback
+        self.tags = {"component": component, "slice": slice_id}
+
+    def set_model(self, model):
+        self.callback.set_model(model)
+
+    def set_params(self, params):
+        self.callback.set_params(params)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.callback.on_epoch_end(epoch, {**(logs or {}), **self.tags})
+
+    def on_train_end(self, logs=None):
+        self.callback.on_train_end({**(logs or {}), **self.tags})
+
+
+def _forward(hook: str):
+    return lambda self, *args, **kwargs: getattr(self.callback, hook)(*args, **kwargs)
+
+
+for _hook in ("on_train_begin", "on_epoch_begin", "on_train_batch_begin", "on_train_batch_end",
+              "on_test_begin", "on_test_end", "on_test_batch_begin", "on_test_batch_end"):
+    setattr(SliceLogs, _hook, _forward(_hook))
+
+
+def for_slice(callbacks: list, component: str, slice_id: str) -> list:
+    """The user's callbacks as the fit of one slice takes them: those with a
+    `begin_slice(component, slice_id)` method are told the slice, TensorBoard (which writes
+    every log as a scalar) goes as it is, and the others get the slice in their logs."""
+    ready = []
+    for callback in callbacks:
+        if hasattr(callback, "begin_slice"):
+            callback.begin_slice(component, slice_id)
+        if hasattr(callback, "begin_slice") or isinstance(callback, keras.callbacks.TensorBoard):
+            ready.append(callback)
+        else:
+            ready.append(SliceLogs(callback, component, slice_id))
+    return ready

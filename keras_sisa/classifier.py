@@ -114,7 +114,8 @@ class SISAClassifier:
         that many local processes; `backend="ray"` makes each one a Ray task (on the
         cluster at `ray_address`, or a local Ray runtime). The weights are the same.
         `callbacks` (Keras callbacks such as TensorBoard or CSVLogger) see every slice's
-        fit; `histories()` keeps each slice's losses and stopping point in any case.
+        fit, with `component` and `slice` in their epoch logs; `histories()` keeps each
+        slice's losses and stopping point in any case.
         """
         execution = Execution(workers, backend, ray_address, callbacks=callbacks)
         self._check_importable(execution, self.config.threads or machine_threads())

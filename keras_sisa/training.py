@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from keras_sisa import holdout, internals, replay
 from keras_sisa.batches import ordered_batches, shuffled_batches
-from keras_sisa.callbacks import MovingAverage
+from keras_sisa.callbacks import MovingAverage, for_slice
 from keras_sisa.checkpoints import INITIAL, SliceCheckpoint, read_state
 from keras_sisa.config import TrainingConfig
 from keras_sisa.models import ComponentState, ModelFn, outputs_probabilities
@@ -123,9 +123,9 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
     Slice `start` begins from the checkpoint of slice `start - 1`, so `start > 0`
     continues or rewinds a component; `start == 0` first writes its initial state.
     A caller training several components passes one `compiled` and one `progress` to all.
-    `callbacks` (the user's) see every slice's fit, after ours, and those with a
-    `begin_slice(component, slice_id)` method are told each slice; they observe the
-    training: one that changes it (the learning rate, the weights) breaks exactness.
+    `callbacks` (the user's) see every slice's fit, after ours, told the slice as
+    `callbacks.for_slice` says; they observe the training: one that changes it (the
+    learning rate, the weights) breaks exactness.
     """
     component = plan.component(name)
     slices = component.slices
@@ -188,10 +188,7 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
             "samples": len(all_rows), "validation_samples": len(validation), "steps_per_epoch": steps,
             "steps_per_round": fit_options.get("steps_per_epoch", steps)})
         fit_options["callbacks"].append(checkpoint)
-        fit_options["callbacks"].extend(callbacks)
-        for callback in callbacks:
-            if hasattr(callback, "begin_slice"):
-                callback.begin_slice(name, current.id)
+        fit_options["callbacks"].extend(for_slice(callbacks, name, current.id))
         model.fit(batches, shuffle=False, verbose=verbose, **fit_options)
         state = checkpoint.state
         if progress:

@@ -1,6 +1,8 @@
 """Training one slice in a compiled model whose head is wider than the slice's outputs, and loading
 states only into models they fit."""
 
+import csv
+
 import keras
 import numpy as np
 import pytest
@@ -100,8 +102,11 @@ def test_users_callbacks_see_every_slice_of_fit_and_forget(small, tmp_path):
                           batch_size=32, gate_batch_size=32)
     sisa.fit(small.x_train, small.y_train, small.class_names, sample_ids=small.ids, verbose=0,
              callbacks=[seen, keras.callbacks.CSVLogger(str(log), append=True)])
-    trained = sum(1 for slices in sisa.recipe()["slices"].values() for s in slices if s["rounds"])
-    assert seen.fits == trained and seen.batches > 0 and len(log.read_text().splitlines()) > trained
+    trained = {(name, s["slice"]) for name, slices in sisa.recipe()["slices"].items() for s in slices
+               if s["rounds"]}
+    rows = list(csv.DictReader(log.open()))
+    assert seen.fits == len(trained) and seen.batches > 0 and len(rows) > len(trained)
+    assert {(row["component"], row["slice"]) for row in rows} == trained
     again = Slices()
     sisa.forget(classes=[small.class_names[-1]], verbose=0, callbacks=[again])
     assert again.fits >= 1 and all(row["identical"] for row in sisa.verify())
