@@ -7,8 +7,6 @@ import time
 
 import numpy as np
 
-from keras_sisa.optional import require
-
 
 class LiteModel:
     """A `.tflite` model in the LiteRT interpreter: raw images in, probabilities out.
@@ -17,7 +15,7 @@ class LiteModel:
     """
 
     def __init__(self, path: str, threads: int = 1):
-        litert = require("ai_edge_litert.interpreter")
+        from ai_edge_litert import interpreter as litert  # imported on use: it is not needed to fit
 
         self.interpreter = litert.Interpreter(model_path=path, num_threads=threads)
         self.interpreter.allocate_tensors()

@@ -10,9 +10,8 @@ from keras_sisa.errors import InputError
 EXTRAS = {
     "tensorflow_datasets": ("tfds", "Loading TFDS datasets"),
     "matplotlib": ("report", "`report`"),
-    "ai_edge_litert.interpreter": ("export", "`export` (its LiteRT parity check)"),
-    "tensorflow_model_optimization": ("export", "`export --prune` and `--qat`"),
-    "tf_keras": ("export", "`export --prune` and `--qat`"),
+    "tensorflow_model_optimization": ("compress", "`export --prune` and `--qat`"),
+    "tf_keras": ("compress", "`export --prune` and `--qat`"),
     "tensorboard": ("tensorboard", "`--tensorboard` (SliceTensorBoard)"),
 }
 

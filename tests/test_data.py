@@ -149,3 +149,13 @@ def test_a_missing_optional_package_names_its_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # as if never installed
     with pytest.raises(InputError, match=r"pip install 'keras-sisa\[tfds\]'"):
         data.load("tfds:cifar10")
+
+
+@pytest.mark.parametrize("module", ["tensorflow_model_optimization", "tf_keras"])
+def test_compression_without_its_extra_names_compress(monkeypatch, module):
+    import sys
+    from keras_sisa.optional import require
+
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(InputError, match=r"`export --prune` and `--qat` .*pip install 'keras-sisa\[compress\]'"):
+        require(module)
