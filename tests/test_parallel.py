@@ -54,9 +54,13 @@ def test_killed_workers_are_retried_and_the_fit_completes(placement, small_npz, 
     run = str(tmp_path / "run")
     gate = os.path.join(run, "checkpoints", "gate")
     fit = start_cli("fit", "--npz", small_npz, *TINY, *PLACEMENTS[placement], "--out", run)
-    wait_until(fit, lambda: os.path.isdir(gate) and len(os.listdir(gate)) >= 2, timeout=300)
-    workers = task_processes(placement, fit.pid)
-    assert workers, "no worker process to kill"
+    workers = []
+
+    def training_the_gate() -> bool:  # a Ray task's process lives only while it runs: look until one is seen
+        workers[:] = task_processes(placement, fit.pid) if os.path.isdir(gate) and len(os.listdir(gate)) >= 2 else []
+        return bool(workers)
+
+    wait_until(fit, training_the_gate, timeout=300)
     for pid in workers:  # the gate is not done, so whichever trains it dies mid-component
         os.kill(pid, signal.SIGKILL)
     stdout, stderr = fit.communicate()
