@@ -84,7 +84,7 @@ class SliceLogs(keras.callbacks.Callback):
 
     Args:
         callback: the user's callback.
-        component: the component the slice belongs to (`gate`, `shard_0`, ...).
+        component: the component the slice belongs to (`gate`, `expert-0`, ...).
         slice_id: the slice.
     """
 
@@ -123,7 +123,8 @@ def for_slice(callbacks: list, component: str, slice_id: str) -> list:
     for callback in callbacks:
         if hasattr(callback, "begin_slice"):
             callback.begin_slice(component, slice_id)
-        if hasattr(callback, "begin_slice") or isinstance(callback, keras.callbacks.TensorBoard):
+            ready.append(callback)
+        elif isinstance(callback, keras.callbacks.TensorBoard):
             ready.append(callback)
         else:
             ready.append(SliceLogs(callback, component, slice_id))
