@@ -140,9 +140,13 @@ def class_plan(y: np.ndarray, ids: np.ndarray, shards: int, classes_per_slice: i
     seen = core | np.isin(y, [c for c in present if np.mean(core[y == c]) < 0.5])
     named = list(class_order or [])
     unnamed = [c for c in order if c not in named]
-    gate = Component(GATE, _class_slices(unnamed, y[seen], ids[seen], len(unnamed) or 1)
-                     + _class_slices(named, y[seen], ids[seen], classes_per_slice))
-    return Plan("class", experts + [gate])
+    slices = (_class_slices(unnamed, y[seen], ids[seen], len(unnamed) or 1)
+              + _class_slices(named, y[seen], ids[seen], classes_per_slice))
+    alone = [c for m in members if len(m) == 1 for c in m]  # experts that are constant: the gate is all they have
+    for t in range(1, int(tiers.max()) + 1):
+        tier = (tiers == t) & ~seen & np.isin(y, alone)
+        slices += _tier_slice(f"o{t}", alone, y[tier], ids[tier])
+    return Plan("class", experts + [Component(GATE, slices)])
 
 
 def _tier_slice(slice_id: str, classes: list[int], y: np.ndarray, ids: np.ndarray) -> list[Slice]:

@@ -64,6 +64,25 @@ def test_plan_gives_each_expert_owner_slices_that_the_gate_leaves_out(owned, sma
     assert small_ids & tier_ids and not tier_ids & set(gate.sample_ids)
 
 
+def test_one_class_shards_give_their_owner_slices_to_the_gate(small, people, tmp_path):
+    """A one-class expert is constant, so its tier images train the gate, in the gate's last slices;
+    a small owner there rewinds only those, and the forget still equals a refit."""
+    sisa = fit_small(tmp_path / "run", small, owners=people, shards=len(small.class_names))
+    gate = sisa.plan.gate
+    assert [s.id for s in gate.slices][-2:] == ["o1", "o2"]
+    tiers = {"o1": set(), "o2": set()}
+    for s in (s for e in sisa.plan.experts for s in e.slices if s.id in tiers):
+        tiers[s.id] |= set(s.sample_ids)
+    assert {s.id: set(s.sample_ids) for s in gate.slices[-2:]} == tiers
+    plan, last = sisa.plan, set(gate.slices[-1].sample_ids)
+    who = next(p for p in by_size(people)[::-1] if images_of(small, people, p) <= last)
+    deleted = images_of(small, people, who)
+    receipt = sisa.forget(owners=[who], verbose=0, audit=False)
+    assert receipt["rewound"]["gate"] == {"to_slice": "o1", "retrained_slices": 1, "of_slices": 3}
+    refit = refit_without(small, tmp_path, plan.without(deleted), deleted, shards=len(small.class_names))
+    assert digests(sisa) == digests(refit)
+
+
 def test_forget_owner_matches_a_refit_without_their_images(owned, small, people, tmp_path):
     sisa = copy(owned, tmp_path)
     plan = sisa.plan
