@@ -9,6 +9,7 @@ retrains the plain CNN (`monolithic.py`: early stopping on a validation split) w
 everything deleted, runs `verify`, and scans the run for any deleted image or owner id.
 
     python examples/benchmark_requests.py --out results/benchmark_requests.json
+    python examples/benchmark_requests.py --shards 10 --out results/benchmark_requests_10_shards.json
 
 Ratios divide each forget's wall time by that one plain retrain's fit time.
 """
@@ -104,7 +105,10 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=100, help="Random images forgotten in one request.")
     parser.add_argument("--limit-per-class", type=int, default=None, help="Fewer images, for a quick try.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shards", type=int, default=None, help="Shards of the ensemble (default: keras-sisa's).")
+    parser.add_argument("--gate-model", default=None, help="Gate builder as module:function (default: keras-sisa's).")
     args = parser.parse_args()
+    options = {k: v for k, v in (("shards", args.shards), ("gate_fn", args.gate_model)) if v is not None}
 
     dataset = sources.load(limit=args.limit_per_class)
     owner_of = assign_owners(dataset.y_train, args.owners, args.seed)
@@ -121,14 +125,14 @@ def main() -> None:
     scratch = tempfile.mkdtemp(prefix="sisa-requests-bench-")
     try:
         run = os.path.join(scratch, "run")
-        sisa = keras_sisa.SISAClassifier(run, seed=args.seed)
+        sisa = keras_sisa.SISAClassifier(run, seed=args.seed, **options)
         sisa.fit(dataset.x_train, dataset.y_train, dataset.class_names, test_data=(dataset.x_test, dataset.y_test),
                  sample_ids=dataset.ids, owners=people.tolist(), verbose=0)
         evaluation, info = sisa.evaluate(), sisa.info()
         result["fit"] = {"seconds": sisa.manifest["fit_seconds"], "accuracy": evaluation["accuracy"],
                          "routing_accuracy": evaluation["routing_accuracy"],
                          "expected_owner_forget_seconds": info["expected_owner_forget_seconds"],
-                         "owner_tiers": sisa.options["owner_tiers"]}
+                         "owner_tiers": sisa.options["owner_tiers"], "options": options}
         result_file.write(args.out, result)
         print(f"fitted in {result['fit']['seconds']:.1f} s, accuracy {100 * evaluation['accuracy']:.2f}%", flush=True)
         result["stream"] = []
