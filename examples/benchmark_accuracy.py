@@ -60,6 +60,15 @@ ROWS = {
 }
 
 
+def row_data(fashion, name: str):
+    """The data of one row of ROWS, cut and transformed from the full Fashion-MNIST."""
+    limit, variant = ROWS[name]
+    dataset = fashion if limit is None else sources.limit_per_class(fashion, limit)
+    if variant is not None:
+        dataset = variant(dataset) if variant is shrunk else variant(dataset, 0)
+    return dataset
+
+
 def plain_cnn(dataset, seed: int, fixed_epochs: int | None = None) -> dict:
     model, figures = baseline.train(dataset.x_train, dataset.y_train, len(dataset.class_names), seed, fixed_epochs)
     return {**figures, "accuracy": float(np.mean(baseline.predict(model, dataset.x_test) == dataset.y_test))}
@@ -102,10 +111,7 @@ def main() -> None:
     fashion = sources.load()
     rows = []
     for name in args.rows.split(","):
-        limit, variant = ROWS[name]
-        dataset = fashion if limit is None else sources.limit_per_class(fashion, limit)
-        if variant is not None:
-            dataset = variant(dataset) if variant is shrunk else variant(dataset, 0)
+        limit, dataset = ROWS[name][0], row_data(fashion, name)
         seeds = [int(s) for s in args.seeds.split(",")][:1 if limit is None else None]
         plains, ensembles = [], []
         for seed in seeds:

@@ -1,13 +1,16 @@
 """Benchmark: exact forgetting of each Fashion-MNIST class against retraining, in one run.
 
-Fits the default SISA ensemble once; then, for every class, forgets it from a copy
-of the fitted run and records the forget wall time, retained and routing accuracy,
-where the forgotten class's test images go now, and a membership-inference AUC. In
+Fits the SISA ensemble once (the default plan, or `--shards` and `--gate-model`); then,
+for every class, forgets it from a copy of the fitted run and records the forget wall
+time, retained and routing accuracy, where the forgotten class's test images go now,
+and a membership-inference AUC. In
 the same run it retrains the plain CNN without each class the way a user would
 (`monolithic.py`: early stopping on a validation split), refits the whole SISA
 ensemble without one class, and forgets 100 random samples.
 
     python examples/benchmark_forget.py --out results/benchmark_forget.json
+    python examples/benchmark_forget.py --shards 10 --gate-model keras_sisa.models:default_cnn \\
+        --out results/benchmark_forget_10_shards_cnn.json
 
 Wall times on a shared machine are noisy, so each class is forgotten `--repeats`
 times and the median kept, and cost ratios divide by the median of the run's
@@ -30,6 +33,7 @@ import keras_sisa
 from keras_sisa import data as sources, metrics
 
 import monolithic as baseline
+import plan_options
 import result_file
 
 
@@ -88,10 +92,10 @@ def forget_class(fitted_dir: str, scratch: str, dataset, c: int, repeats: int) -
     return result
 
 
-def refit_without(sisa, dataset, c: int, scratch: str, seed: int) -> float:
+def refit_without(sisa, dataset, c: int, scratch: str, seed: int, options: dict) -> float:
     """Seconds to fit the whole ensemble afresh on the data without class `c`, on the same plan."""
     rest = without(dataset, [c])
-    refit = keras_sisa.SISAClassifier(os.path.join(scratch, "refit"), seed=seed)
+    refit = keras_sisa.SISAClassifier(os.path.join(scratch, "refit"), seed=seed, **options)
     started = time.perf_counter()
     refit.fit(rest.x_train, rest.y_train, dataset.class_names, sample_ids=rest.ids,
               plan=sisa.plan.without(dataset.ids[dataset.y_train == c], [c]), verbose=0)
@@ -118,14 +122,16 @@ def main() -> None:
     parser.add_argument("--skip-refit", action="store_true", help="Skip refitting the ensemble without a class.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3, help="Forgets of each class; the median is kept.")
+    plan_options.add_to(parser)
     args = parser.parse_args()
+    options = plan_options.chosen(args)
 
     dataset = sources.load()
     classes = [int(c) for c in args.classes.split(",")] if args.classes else range(len(dataset.class_names))
     scratch = tempfile.mkdtemp(prefix="sisa-forget-bench-")
     try:
         fitted_dir = os.path.join(scratch, "fitted")
-        sisa = keras_sisa.SISAClassifier(fitted_dir, seed=args.seed)
+        sisa = keras_sisa.SISAClassifier(fitted_dir, seed=args.seed, **options)
         sisa.fit(dataset.x_train, dataset.y_train, dataset.class_names,
                  test_data=(dataset.x_test, dataset.y_test), sample_ids=dataset.ids, verbose=0)
         evaluation = sisa.evaluate()
@@ -138,7 +144,8 @@ def main() -> None:
             rows.append(row)
             print(f"forgot {row['class']}: {row['forget_seconds']:.1f} s", flush=True)
 
-        sisa_refit_seconds = None if args.skip_refit else refit_without(sisa, dataset, classes[0], scratch, args.seed)
+        sisa_refit_seconds = (None if args.skip_refit
+                              else refit_without(sisa, dataset, classes[0], scratch, args.seed, options))
         samples_row = forget_samples(fitted_dir, scratch, dataset, args.samples, args.seed) if args.samples else None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -158,6 +165,7 @@ def main() -> None:
         **result_file.stamp("forget"),
         "dataset": f"fashion_mnist ({len(dataset.y_train)} train / {len(dataset.y_test)} test)",
         "config": dataclasses.asdict(sisa.config),
+        "options": options,
         "forget_repeats": args.repeats,
         "fit": fit,
         "monolithic_retrain_median_seconds": mono_median,

@@ -10,6 +10,8 @@ everything deleted, runs `verify`, and scans the run for any deleted image or ow
 
     python examples/benchmark_requests.py --out results/benchmark_requests.json
     python examples/benchmark_requests.py --shards 10 --out results/benchmark_requests_10_shards.json
+    python examples/benchmark_requests.py --shards 10 --gate-model keras_sisa.models:default_cnn \\
+        --out results/benchmark_requests_10_shards_cnn.json
 
 Ratios divide each forget's wall time by that one plain retrain's fit time.
 """
@@ -29,6 +31,7 @@ import keras_sisa
 from keras_sisa import data as sources
 
 import monolithic as baseline
+import plan_options
 import result_file
 
 
@@ -105,10 +108,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=100, help="Random images forgotten in one request.")
     parser.add_argument("--limit-per-class", type=int, default=None, help="Fewer images, for a quick try.")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--shards", type=int, default=None, help="Shards of the ensemble (default: keras-sisa's).")
-    parser.add_argument("--gate-model", default=None, help="Gate builder as module:function (default: keras-sisa's).")
+    plan_options.add_to(parser)
     args = parser.parse_args()
-    options = {k: v for k, v in (("shards", args.shards), ("gate_fn", args.gate_model)) if v is not None}
+    options = plan_options.chosen(args)
 
     dataset = sources.load(limit=args.limit_per_class)
     owner_of = assign_owners(dataset.y_train, args.owners, args.seed)
