@@ -3,10 +3,9 @@
 Fits the SISA ensemble once (the default plan, or `--shards` and `--gate-model`); then,
 for every class, forgets it from a copy of the fitted run and records the forget wall
 time, retained and routing accuracy, where the forgotten class's test images go now,
-and a membership-inference AUC. In
-the same run it retrains the plain CNN without each class the way a user would
-(`monolithic.py`: early stopping on a validation split), refits the whole SISA
-ensemble without one class, and forgets 100 random samples.
+and a membership-inference AUC. In the same run it retrains the plain CNN without each
+class the way a user would (`monolithic.py`: early stopping on a validation split),
+refits the whole SISA ensemble without one class, and forgets 100 random samples.
 
     python examples/benchmark_forget.py --out results/benchmark_forget.json
     python examples/benchmark_forget.py --shards 10 --gate-model keras_sisa.models:default_cnn \\

@@ -4,11 +4,11 @@ Routing bounds the ensemble's accuracy, and a class forget retrains the gate, so
 stronger gate or fewer, larger shards buy accuracy with forget time; one shard per class
 leaves only the gate to train, so every forget is cheap and the gate alone classifies.
 On each data row (benchmark_accuracy's) and seed this fits the early-stopped plain CNN
-(`monolithic.py`), then keras-sisa once per variant, and reports test and routing accuracy, fit time, the
-expected class-forget cost of every class (`info()["expected_forget_seconds"]`: the
-training a forget redoes, priced by the slices' fit times), one measured class forget
-and then one measured forget of 100 random images (which reach every component), all
-divided by the plain CNN's fit on all classes.
+(`monolithic.py`), then keras-sisa once per variant, and reports test and routing
+accuracy, fit time, the expected class-forget cost of every class
+(`info()["expected_forget_seconds"]`: the training a forget redoes, priced by the slices'
+fit times), one measured class forget and then one measured forget of 100 random images
+(which reach every component), all divided by the plain CNN's fit on all classes.
 
     python examples/benchmark_tradeoff.py --rows "fashion_mnist full" --out results/benchmark_tradeoff_full.json
     python examples/benchmark_tradeoff.py --rows "fashion_mnist 1000/class" --seeds 0,1,2 \\
@@ -115,8 +115,9 @@ def main() -> None:
                          "accuracy_gap_points": 100 * (plain["accuracy"] - ensemble["accuracy"]),
                          **{key: float(np.median([c[key] for c in costs])) for key in costs[0]}})
             print(f"  {name}: {100 * ensemble['accuracy']:.2f}% in {ensemble['seconds']:.1f} s, forget "
-                  f"{fits[0]['forgotten']} {np.median([f['forget_seconds'] for f in fits]):.1f} s, {args.samples} random "
-                  f"images {np.median([f['random_forget_seconds'] for f in fits]):.1f} s", flush=True)
+                  f"{fits[0]['forgotten']} {np.median([f['forget_seconds'] for f in fits]):.1f} s, "
+                  f"{args.samples} random images {np.median([f['random_forget_seconds'] for f in fits]):.1f} s",
+                  flush=True)
 
     result = {**result_file.stamp("tradeoff"), "rows": rows}
     result_file.write(args.out, result)
