@@ -17,7 +17,7 @@ from keras_sisa import data as sources
 from keras_sisa.classifier import SISAClassifier, load
 from keras_sisa.export import FORMATS, QUANTIZATIONS
 from keras_sisa.errors import ExportError, InputError, UnsupportedVersion
-from keras_sisa.models import default_cnn, strided_gate
+from keras_sisa.models import default_cnn
 from keras_sisa.parallel import BACKENDS, Execution
 from keras_sisa.manifest import Status
 from keras_sisa.store import Store
@@ -179,7 +179,7 @@ def parse_only(text: str | None) -> str | None:
 @click.option("--limit-per-class", type=int, default=None, callback=positive,
               help="Keep the first N training images of each class.")
 @click.option("--shards", default=None, type=int, callback=positive,
-              help="Shard experts (default: one per two classes).")
+              help="Shard experts (default: one per class).")
 @click.option("--classes-per-slice", default=1, show_default=True, type=int, callback=positive)
 @click.option("--class-order", default=None, help="Comma-separated classes to train last (cheapest to forget).")
 @click.option("--strategy", type=click.Choice(["class", "random"]), default="class", show_default=True)
@@ -214,7 +214,7 @@ def parse_only(text: str | None) -> str | None:
               help="TensorFlow threads of every training process (default: this machine's cores); "
                    "weights are bit-identical only between runs with the same count.")
 @click.option("--model", "model_fn", default=None, help="Expert builder as module:function.")
-@click.option("--gate-model", "gate_fn", default=None, help="Gate builder as module:function.")
+@click.option("--gate-model", "gate_fn", default=None, help="Gate builder as module:function (default: the default CNN).")
 @execution_options
 @output_options
 @click.option("--only", default=None,
@@ -247,7 +247,7 @@ def fit(out, dataset, data_dir, test_dir, test_split, image_size, color_mode, np
     for note in data.notes if verbose else ():
         click.echo(note)
     order = [name.strip() for name in (class_order or "").split(",") if name.strip()]
-    sisa = SISAClassifier(out, model_fn or default_cnn, gate_fn or strided_gate, shards=shards,
+    sisa = SISAClassifier(out, model_fn or default_cnn, gate_fn or default_cnn, shards=shards,
                           classes_per_slice=classes_per_slice,
                           class_order=sources.class_indices(order, data.class_names),
                           strategy=strategy, grouping=grouping, slices=slices,

@@ -46,7 +46,7 @@ class SISAClassifier:
     """
 
     def __init__(self, directory: str, model_fn: ModelFn | str = models.default_cnn,
-                 gate_fn: ModelFn | str = models.strided_gate, shards: int | None = None,
+                 gate_fn: ModelFn | str = models.default_cnn, shards: int | None = None,
                  classes_per_slice: int = 1, class_order: list[int] | None = None,
                  strategy: str = "class", grouping: str = "similar", slices: int = 4,
                  owner_tiers: tuple[float, ...] | None = None, config: TrainingConfig | None = None,
@@ -56,8 +56,9 @@ class SISAClassifier:
         Args:
             directory: the run directory (created by `fit`; must be new or empty).
             model_fn: expert builder `(input_shape, num_outputs) -> keras.Model`.
-            gate_fn: gate builder, same contract; keep it cheap, it sees every class.
-            shards: number of shard experts; None: one per two classes.
+            gate_fn: gate builder, same contract; it sees every class.
+            shards: number of shard experts; None: one per class, so the gate alone tells
+                the classes apart and is as accurate as `model_fn` trained alone.
             classes_per_slice: classes a component meets per slice.
             class_order: class indices to put last, in this order: the cheapest to forget.
             strategy: "class" (class-isolated shards and a gate) or "random" (original SISA,
@@ -389,7 +390,7 @@ class SISAClassifier:
             return plans.random_plan(data.y_train, data.ids, o["shards"] or plans.RANDOM_SHARDS, o["slices"],
                                      self._config.seed)
         x = data.x_train if o["grouping"] == "similar" else None
-        shards = o["shards"] or plans.pair_shards(len(np.unique(data.y_train)))
+        shards = o["shards"] or len(np.unique(data.y_train))
         tiers = None
         if o["owner_tiers"]:
             tiers = owner_ids.tiers_of(owner_ids.keys(data.owners, data.ids), tuple(o["owner_tiers"]),

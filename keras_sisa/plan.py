@@ -18,11 +18,6 @@ GATE = "gate"
 RANDOM_SHARDS = 5
 
 
-def pair_shards(num_classes: int) -> int:
-    """The default shard count: one shard per two classes (an odd class out has its own)."""
-    return -(-num_classes // 2)
-
-
 @dataclasses.dataclass
 class Slice:
     """One training step of a component: the samples it adds, named by a stable id."""

@@ -77,7 +77,7 @@ def test_more_shards_than_classes_is_refused_but_the_default_follows_the_data(sm
     assert not (tmp_path / "five").exists()
     planned = invoke("fit", "--npz", path, *options, "--only", "plan", "--out", tmp_path / "run")
     assert planned.exit_code == 0, planned.output
-    assert "Planned 3 components" in planned.output  # 2 experts of the 3 classes and the gate
+    assert "Planned 4 components" in planned.output  # an expert per class and the gate
 
 
 def test_an_interrupted_fit_is_not_resumed_with_other_options(small_npz, tmp_path):

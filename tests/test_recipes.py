@@ -62,13 +62,14 @@ def test_explicit_epochs_override_the_adaptive_default(small_npz, tmp_path):
 
 
 def test_default_flags_on_100_images_per_class_reach_the_plain_cnns_floor(fashion, tmp_path):
-    """The plain default CNN, early-stopped, scores 77% to 82% on this data over seeds 0 to 2
-    (examples/benchmark_accuracy.py); keras-sisa's defaults scored 75% to 79%."""
+    """The plain default CNN, early-stopped, scores 74% to 82% on this data over seeds 0 to 2
+    (78.4% on average); keras-sisa's defaults scored 78% to 80% (examples/benchmark_tradeoff.py).
+    With one shard per class every expert is constant, so routing is the whole prediction."""
     data = keras_sisa.data.limit_per_class(fashion, 100)
     sisa = keras_sisa.SISAClassifier(str(tmp_path / "run"))
     sisa.fit(data.x_train, data.y_train, data.class_names, sample_ids=data.ids, verbose=0)
     report = sisa.evaluate(data.x_test, data.y_test)
-    assert report["accuracy"] >= 0.72 and report["routing_accuracy"] >= 0.82
+    assert report["accuracy"] >= 0.76 and report["routing_accuracy"] == report["accuracy"]
 
 
 @pytest.mark.parametrize("shape", [(32, 32, 3), (16, 16, 1)])
