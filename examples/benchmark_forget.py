@@ -8,8 +8,8 @@ class the way a user would (`monolithic.py`: early stopping on a validation spli
 refits the whole SISA ensemble without one class, and forgets 100 random samples.
 
     python examples/benchmark_forget.py --out results/benchmark_forget.json
-    python examples/benchmark_forget.py --shards 10 --gate-model keras_sisa.models:default_cnn \\
-        --out results/benchmark_forget_10_shards_cnn.json
+    python examples/benchmark_forget.py --shards 5 --gate-model keras_sisa.models:strided_gate \\
+        --out results/2026-12-02/benchmark_forget.json   # the plan that was the default until 2026-12-03
 
 Wall times on a shared machine are noisy, so each class is forgotten `--repeats`
 times and the median kept, and cost ratios divide by the median of the run's

@@ -9,9 +9,10 @@ retrains the plain CNN (`monolithic.py`: early stopping on a validation split) w
 everything deleted, runs `verify`, and scans the run for any deleted image or owner id.
 
     python examples/benchmark_requests.py --out results/benchmark_requests.json
-    python examples/benchmark_requests.py --shards 10 --out results/benchmark_requests_10_shards.json
-    python examples/benchmark_requests.py --shards 10 --gate-model keras_sisa.models:default_cnn \\
-        --out results/benchmark_requests_10_shards_cnn.json
+    python examples/benchmark_requests.py --shards 10 --gate-model keras_sisa.models:strided_gate \\
+        --out results/benchmark_requests_10_shards.json
+    python examples/benchmark_requests.py --shards 5 --gate-model keras_sisa.models:strided_gate \\
+        --out results/2026-12-02/benchmark_requests.json   # the plan that was the default until 2026-12-03
 
 Ratios divide each forget's wall time by that one plain retrain's fit time.
 """
