@@ -1,16 +1,25 @@
-"""The `--shards` and `--gate-model` options of the benchmarks that measure one plan."""
+"""The options of the benchmarks that measure one plan: shards, gate model and the slices' stopping rule."""
 
 from __future__ import annotations
 
 import argparse
 
+#: Option name, SISAClassifier keyword, type and help; left out, each keeps keras-sisa's default.
+OPTIONS = (
+    ("--shards", "shards", int, "Shards of the ensemble."),
+    ("--gate-model", "gate_fn", str, "Gate builder as module:function."),
+    ("--check-steps", "check_steps", int, "Steps between held-out checks of a long slice."),
+    ("--validation-cap", "validation_cap", int, "The most images of a class a slice holds out."),
+)
+
 
 def add_to(parser: argparse.ArgumentParser) -> None:
-    """Adds the options; left out, each keeps keras-sisa's default."""
-    parser.add_argument("--shards", type=int, default=None, help="Shards of the ensemble (default: keras-sisa's).")
-    parser.add_argument("--gate-model", default=None, help="Gate builder as module:function (default: keras-sisa's).")
+    """Adds the options."""
+    for flag, _, kind, text in OPTIONS:
+        parser.add_argument(flag, type=kind, default=None, help=f"{text} (default: keras-sisa's)")
 
 
 def chosen(args: argparse.Namespace) -> dict:
     """The SISAClassifier keyword arguments the options set."""
-    return {k: v for k, v in (("shards", args.shards), ("gate_fn", args.gate_model)) if v is not None}
+    values = {keyword: getattr(args, flag[2:].replace("-", "_")) for flag, keyword, _, _ in OPTIONS}
+    return {keyword: value for keyword, value in values.items() if value is not None}
