@@ -196,6 +196,9 @@ def parse_only(text: str | None) -> str | None:
 @click.option("--gate-epochs", default="auto", show_default=True,
               callback=epoch_schedule, help="Epochs per gate slice, like --epochs; fewer epochs on late "
                                             "slices make forgets cheaper.")
+@click.option("--tier-epochs", default=str(TrainingConfig.tier_epochs), show_default=True, callback=epoch_schedule,
+              help="Epochs of each owner-tier slice (the smallest owners' images, trained last) where the "
+                   "other slices train auto; auto: those too.")
 @click.option("--replay-ratio", default=TrainingConfig.replay_ratio, show_default=True, type=float,
               help="Replayed samples per new sample in an expert's slice.")
 @click.option("--gate-replay-ratio", default=TrainingConfig.gate_replay_ratio, show_default=True, type=float)
@@ -214,16 +217,17 @@ def parse_only(text: str | None) -> str | None:
               help="TensorFlow threads of every training process (default: this machine's cores); "
                    "weights are bit-identical only between runs with the same count.")
 @click.option("--model", "model_fn", default=None, help="Expert builder as module:function.")
-@click.option("--gate-model", "gate_fn", default=None, help="Gate builder as module:function (default: the default CNN).")
+@click.option("--gate-model", "gate_fn", default=None,
+              help="Gate builder as module:function (default: the default CNN).")
 @execution_options
 @output_options
 @click.option("--only", default=None,
               help="plan: write data and plan only; gate or expert:K: train that component only "
                    "(one job per component); then run fit once more to finish.")
 def fit(out, dataset, data_dir, test_dir, test_split, image_size, color_mode, npz, limit_per_class, shards,
-        classes_per_slice, class_order, strategy, grouping, owner_tiers, slices, epochs, gate_epochs, replay_ratio,
-        gate_replay_ratio, replay, batch_size, gate_batch_size, learning_rate, gate_learning_rate, gate_ema,
-        seed, model_fn, gate_fn, threads, workers, backend, ray_address, quiet, tensorboard, only) -> None:
+        classes_per_slice, class_order, strategy, grouping, owner_tiers, slices, epochs, gate_epochs, tier_epochs,
+        replay_ratio, gate_replay_ratio, replay, batch_size, gate_batch_size, learning_rate, gate_learning_rate,
+        gate_ema, seed, model_fn, gate_fn, threads, workers, backend, ray_address, quiet, tensorboard, only) -> None:
     """Train a SISA ensemble and write the run to --out; run it again to finish an interrupted fit."""
     verbose = verbosity(quiet, logged=2)
     only = parse_only(only)
@@ -252,7 +256,7 @@ def fit(out, dataset, data_dir, test_dir, test_split, image_size, color_mode, np
                           class_order=sources.class_indices(order, data.class_names),
                           strategy=strategy, grouping=grouping, slices=slices,
                           owner_tiers=parse_tiers(owner_tiers), epochs=epochs,
-                          gate_epochs=gate_epochs, replay_ratio=replay_ratio,
+                          gate_epochs=gate_epochs, tier_epochs=tier_epochs, replay_ratio=replay_ratio,
                           gate_replay_ratio=gate_replay_ratio, replay=replay, batch_size=batch_size,
                           gate_batch_size=gate_batch_size, learning_rate=learning_rate,
                           gate_learning_rate=gate_learning_rate, gate_ema=gate_ema, seed=seed,
@@ -266,7 +270,7 @@ def fit(out, dataset, data_dir, test_dir, test_split, image_size, color_mode, np
 
 
 RUN_OPTIONS = ("shards", "classes_per_slice", "strategy", "grouping", "owner_tiers", "slices")
-RECIPE_OPTIONS = ("epochs", "gate_epochs", "replay_ratio", "gate_replay_ratio", "replay", "batch_size",
+RECIPE_OPTIONS = ("epochs", "gate_epochs", "tier_epochs", "replay_ratio", "gate_replay_ratio", "replay", "batch_size",
                   "gate_batch_size", "learning_rate", "gate_learning_rate", "gate_ema", "seed", "threads")
 
 
@@ -374,7 +378,12 @@ def recipe_text(config: dict) -> str:
     epochs = lambda value: "auto" if value is None else value
     return (f"experts {epochs(config['epochs'])} epochs per slice at batch {config['batch_size']}, "
             f"gate {epochs(config['gate_epochs'])} at batch {config['gate_batch_size']}; auto: until the "
-            f"held-out {100 * config['validation_share']:g}% has not improved for {config['patience']} epochs")
+            f"held-out {100 * config['validation_share']:g}% has not improved for {config['patience']} epochs"
+            f"{tier_text(config.get('tier_epochs'))}")
+
+
+def tier_text(tier_epochs: int | None) -> str:
+    return "" if tier_epochs is None else f"; owner tiers of auto recipes {tier_epochs} epochs"
 
 
 def slice_text(row: dict) -> str:

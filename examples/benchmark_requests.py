@@ -9,6 +9,7 @@ retrains the plain CNN (`monolithic.py`: early stopping on a validation split) w
 everything deleted, runs `verify`, and scans the run for any deleted image or owner id.
 
     python examples/benchmark_requests.py --out results/benchmark_requests.json
+    python examples/benchmark_requests.py --tier-epochs 1 --out results/benchmark_requests_tier_epochs_1.json
     python examples/benchmark_requests.py --shards 10 --gate-model keras_sisa.models:strided_gate \\
         --out results/benchmark_requests_10_shards.json
     python examples/benchmark_requests.py --shards 5 --gate-model keras_sisa.models:strided_gate \\

@@ -10,6 +10,7 @@ OPTIONS = (
     ("--gate-model", "gate_fn", str, "Gate builder as module:function."),
     ("--check-steps", "check_steps", int, "Steps between held-out checks of a long slice."),
     ("--validation-cap", "validation_cap", int, "The most images of a class a slice holds out."),
+    ("--tier-epochs", "tier_epochs", int, "Epochs of each owner-tier slice."),
 )
 
 

@@ -23,17 +23,24 @@ class Recipe(NamedTuple):
     patience: int = 3
     max_epochs: int = 100
     check_steps: int = 64
+    tier_epochs: int | None = None
 
     @property
     def adaptive(self) -> bool:
         """Whether slices train until their held-out samples stop improving (`epochs` None)."""
         return self.epochs is None
 
-    def slice_epochs(self, position: int) -> int:
+    def adapts(self, is_tier: bool) -> bool:
+        """Whether a slice (an owner tier's, or another) trains until its held-out samples
+        stop improving, rather than a fixed number of epochs."""
+        return self.adaptive and not (is_tier and self.tier_epochs is not None)
+
+    def slice_epochs(self, position: int, is_tier: bool = False) -> int:
         """Epochs of the slice at `position`: the number, or the schedule's entry (the last
-        repeats); for an adaptive recipe, the epochs a slice with nothing held out trains."""
+        repeats); for an adaptive recipe, `tier_epochs` for an owner tier, else the epochs a
+        slice with nothing held out trains."""
         if self.epochs is None:
-            return self.patience + 1
+            return self.tier_epochs if is_tier and self.tier_epochs is not None else self.patience + 1
         if isinstance(self.epochs, list):
             return self.epochs[min(position, len(self.epochs) - 1)]
         return self.epochs
@@ -91,6 +98,10 @@ class TrainingConfig:
     patience: int = 3
     #: The most epochs an adaptive slice trains.
     max_epochs: int = 100
+    #: Epochs of each owner-tier slice of an adaptive recipe, holding nothing out: the
+    #: slice refines a trained model, and a fixed short fit keeps a small owner's forget
+    #: cheap. None trains tiers like the other slices.
+    tier_epochs: int | None = 2
     #: The seed every random choice derives from, with the component and slice.
     seed: int = 0
     #: TensorFlow's thread-pool size while training (default: this machine's cores); it
@@ -111,6 +122,9 @@ class TrainingConfig:
                 raise InputError(f"Expected {name} to be None, a positive whole number or a list of them, "
                                  f"got {value!r}.")
             setattr(self, name, [int(e) for e in entries] if is_schedule else int(value))
+        if self.tier_epochs is not None and not _positive_whole(self.tier_epochs):
+            raise InputError(f"Expected tier_epochs (--tier-epochs) to be None (auto) or a positive whole number, "
+                             f"got {self.tier_epochs!r}.")
         for name in ("batch_size", "gate_batch_size", "head_width", "patience", "max_epochs", "validation_cap",
                      "check_steps"):
             if not _positive_whole(getattr(self, name)):
@@ -135,9 +149,10 @@ class TrainingConfig:
     @classmethod
     def from_manifest(cls, fields: dict) -> TrainingConfig:
         """The config a run was fitted with, filling in what older runs did before a field existed:
-        unpadded heads, the gate on the experts' batch size and learning rate, no averaging."""
+        unpadded heads, the gate on the experts' batch size and learning rate, no averaging,
+        owner tiers trained like the other slices."""
         older = {"head_width": 1, "gate_batch_size": fields["batch_size"],
-                 "gate_learning_rate": fields["learning_rate"], "gate_ema": 0.0}
+                 "gate_learning_rate": fields["learning_rate"], "gate_ema": 0.0, "tier_epochs": None}
         return cls(**{**older, **fields})
 
     def recipe(self, is_gate: bool) -> Recipe:
@@ -145,9 +160,9 @@ class TrainingConfig:
         if is_gate:
             return Recipe(self.gate_epochs, self.gate_replay_ratio, self.gate_batch_size,
                           self.gate_learning_rate, self.gate_ema, self.patience, self.max_epochs,
-                          self.check_steps)
+                          self.check_steps, self.tier_epochs)
         return Recipe(self.epochs, self.replay_ratio, self.batch_size, self.learning_rate, 0.0,
-                      self.patience, self.max_epochs, self.check_steps)
+                      self.patience, self.max_epochs, self.check_steps, self.tier_epochs)
 
 
 def _positive_whole(value) -> bool:

@@ -26,7 +26,7 @@ def slice_seconds(plan: Plan, histories: dict[str, dict[str, dict]], config: Tra
             prices[component.name] = {s.id: logged[s.id].get("seconds", 0.0) for s in component.slices}
             continue
         recipe = config.recipe(component.is_gate)
-        work = {s.id: recipe.slice_epochs(k) * len(s.sample_ids) for k, s in enumerate(component.slices)}
+        work = {s.id: recipe.slice_epochs(k, s.is_tier) * len(s.sample_ids) for k, s in enumerate(component.slices)}
         total = sum(work.values()) or 1
         spent = component_seconds.get(component.name, 0.0)
         prices[component.name] = {key: spent * value / total for key, value in work.items()}

@@ -14,6 +14,8 @@ from keras_sisa.errors import InputError
 from keras_sisa.seeds import seed_for
 
 GATE = "gate"
+# Owner-tier slices are named TIER_PREFIX + their tier number: o1, o2, ...
+TIER_PREFIX = "o"
 # Shards of the random strategy when none are given, as in the original SISA paper's experiments.
 RANDOM_SHARDS = 5
 
@@ -25,6 +27,11 @@ class Slice:
     id: str
     classes: list[int]
     sample_ids: list[int]
+
+    @property
+    def is_tier(self) -> bool:
+        """Whether the slice holds an owner tier: small owners' images after the core."""
+        return self.id.startswith(TIER_PREFIX)
 
 
 @dataclasses.dataclass
@@ -130,7 +137,7 @@ def class_plan(y: np.ndarray, ids: np.ndarray, shards: int, classes_per_slice: i
     for k, m in enumerate(members):
         slices = _class_slices(sorted(m, key=rank.get), y[core], ids[core], classes_per_slice)
         for t in range(1, int(tiers.max()) + 1):
-            slices += _tier_slice(f"o{t}", m, y[tiers == t], ids[tiers == t])
+            slices += _tier_slice(f"{TIER_PREFIX}{t}", m, y[tiers == t], ids[tiers == t])
         experts.append(Component(expert_name(k), slices))
     seen = core | np.isin(y, [c for c in present if np.mean(core[y == c]) < 0.5])
     named = list(class_order or [])
@@ -140,7 +147,7 @@ def class_plan(y: np.ndarray, ids: np.ndarray, shards: int, classes_per_slice: i
     alone = [c for m in members if len(m) == 1 for c in m]  # experts that are constant: the gate is all they have
     for t in range(1, int(tiers.max()) + 1):
         tier = (tiers == t) & ~seen & np.isin(y, alone)
-        slices += _tier_slice(f"o{t}", alone, y[tier], ids[tier])
+        slices += _tier_slice(f"{TIER_PREFIX}{t}", alone, y[tier], ids[tier])
     return Plan("class", experts + [Component(GATE, slices)])
 
 

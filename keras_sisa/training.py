@@ -135,8 +135,8 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
     shard_of = plan.shard_of() if component.is_gate else None
     recipe = config.recipe(component.is_gate)
     compiled = compiled or CompiledModels()
-    share = config.validation_share if recipe.adaptive else 0.0
-    parts = [_split(samples, s.sample_ids, share, config.validation_cap, config.seed) for s in slices]
+    parts = [_split(samples, s.sample_ids, config.validation_share if recipe.adapts(s.is_tier) else 0.0,
+                    config.validation_cap, config.seed) for s in slices]
     for k in range(start, len(slices)):
         current = slices[k]
         seed = seed_for(config.seed, name, current.id)
@@ -165,11 +165,12 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
         x = samples.x[all_rows]
         targets = _targets(samples, all_rows, outputs, shard_of)
         weights = _balanced_weights(samples.y[all_rows]) if config.balance else None
-        validation = np.concatenate([h for _, h in parts[:k + 1]])
+        adapts = recipe.adapts(current.is_tier)
+        validation = np.concatenate([h for _, h in parts[:k + 1]]) if adapts else np.zeros(0, np.int64)
         batches = shuffled_batches(x, targets, weights, recipe.batch_size)
         steps = -(-len(all_rows) // recipe.batch_size)
-        fit_options = dict(epochs=recipe.slice_epochs(k), callbacks=[])
-        if recipe.adaptive and len(validation):
+        fit_options = dict(epochs=recipe.slice_epochs(k, current.is_tier), callbacks=[])
+        if adapts and len(validation):
             # Long epochs are checked in rounds, so that patience costs rounds, not epochs.
             round_steps = min(steps, recipe.check_steps)
             if round_steps < steps:

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import TINY, fit_small, read_manifest, run_cli, run_digests, start_cli, write_npz
+import keras_sisa
 from keras_sisa import InputError, data, load, owners as owner_ids
 from keras_sisa.cli.main import main
 from test_data import write_folder
@@ -105,6 +106,34 @@ def test_a_small_owner_rewinds_only_the_last_slices(owned, small, people, tmp_pa
     assert "gate" not in receipt["rewound"]
     assert receipt["rewound"] and all(r == {"to_slice": "o1", "retrained_slices": 1, "of_slices": 4}
                                       for r in receipt["rewound"].values())
+
+
+def test_adaptive_runs_train_owner_tiers_a_fixed_short_fit(small, people, tmp_path):
+    """With the adaptive recipe every core slice stops on its held-out loss, but an owner tier
+    trains `tier_epochs` on all of its images; a small owner's forget still equals a refit."""
+    adaptive = dict(epochs=None, gate_epochs=None, max_epochs=6, patience=1, check_steps=2, tier_epochs=1)
+    sisa = fit_small(tmp_path / "run", small, owners=people, **adaptive)
+    slices = sisa.recipe()["slices"]
+    tiers = [row for rows in slices.values() for row in rows if row["slice"].startswith("o") and row["rounds"]]
+    core = [row for rows in slices.values() for row in rows if not row["slice"].startswith("o") and row["rounds"]]
+    assert tiers and all(row["rounds"] == 1 and row["validation_samples"] == 0 for row in tiers)
+    assert core and all(row["validation_samples"] > 0 for row in core)
+    expert = sisa.plan.experts[0]
+    assert slices[expert.name][-1]["samples"] == 2 * len(expert.slices[-1].sample_ids)  # all, and as many replayed
+    plan, last = sisa.plan, {i for e in sisa.plan.experts for i in e.slices[-1].sample_ids}
+    who = next(p for p in by_size(people)[::-1] if images_of(small, people, p) <= last)
+    deleted = images_of(small, people, who)
+    sisa.forget(owners=[who], verbose=0, audit=False)
+    assert digests(sisa) == digests(refit_without(small, tmp_path, plan.without(deleted), deleted, **adaptive))
+
+
+def test_runs_fitted_before_tier_epochs_keep_training_their_tiers_adaptively():
+    older = keras_sisa.TrainingConfig.from_manifest({"batch_size": 32, "learning_rate": 1e-3}).recipe(is_gate=True)
+    assert older.adapts(is_tier=True)
+    now = keras_sisa.TrainingConfig(tier_epochs=1).recipe(is_gate=True)
+    assert not now.adapts(is_tier=True) and now.adapts(is_tier=False) and now.slice_epochs(5, is_tier=True) == 1
+    fixed = keras_sisa.TrainingConfig(gate_epochs=2, tier_epochs=1).recipe(is_gate=True)  # explicit epochs win
+    assert fixed.slice_epochs(5, is_tier=True) == 2
 
 
 @pytest.mark.slow  # four owner forgets; one owner's forget against a refit stays in the default run

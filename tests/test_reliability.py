@@ -142,7 +142,7 @@ def test_hostile_npz_is_refused_with_exit_2_and_nothing_written(small, tmp_path,
     assert not out.exists()
 
 
-@pytest.mark.parametrize("option", ["--epochs", "--gate-epochs"])
+@pytest.mark.parametrize("option", ["--epochs", "--gate-epochs", "--tier-epochs"])
 @pytest.mark.parametrize("value", ["2,0", "2,", "two"])
 def test_bad_epoch_schedules_are_refused(small, tmp_path, option, value):
     out = tmp_path / "run"
@@ -152,7 +152,7 @@ def test_bad_epoch_schedules_are_refused(small, tmp_path, option, value):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("option", ["--epochs", "--gate-epochs", "--batch-size", "--gate-batch-size",
+@pytest.mark.parametrize("option", ["--epochs", "--gate-epochs", "--tier-epochs", "--batch-size", "--gate-batch-size",
                                     "--limit-per-class", "--classes-per-slice", "--slices", "--shards"])
 @pytest.mark.parametrize("value", ["0", "-3"])
 def test_zero_or_negative_counts_are_refused(small, tmp_path, option, value):
@@ -160,6 +160,14 @@ def test_zero_or_negative_counts_are_refused(small, tmp_path, option, value):
     result = CliRunner().invoke(main, ["fit", "--npz", write_npz(tmp_path / "hostile.npz", small), option, value,
                                        "--out", str(out)])
     assert result.exit_code == 2 and option in result.output
+    assert not out.exists()
+
+
+def test_a_tier_epoch_schedule_is_refused(small, tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["fit", "--npz", write_npz(tmp_path / "data.npz", small), "--tier-epochs",
+                                       "2,1", "--out", str(out)])
+    assert result.exit_code == 2 and "--tier-epochs" in result.output and "positive whole number" in result.output
     assert not out.exists()
 
 
