@@ -376,14 +376,10 @@ def info_text(details: dict) -> None:
 
 def recipe_text(config: dict) -> str:
     epochs = lambda value: "auto" if value is None else value
+    tiers = "" if config["tier_epochs"] is None else f"; owner tiers of auto recipes {config['tier_epochs']} epochs"
     return (f"experts {epochs(config['epochs'])} epochs per slice at batch {config['batch_size']}, "
             f"gate {epochs(config['gate_epochs'])} at batch {config['gate_batch_size']}; auto: until the "
-            f"held-out {100 * config['validation_share']:g}% has not improved for {config['patience']} epochs"
-            f"{tier_text(config.get('tier_epochs'))}")
-
-
-def tier_text(tier_epochs: int | None) -> str:
-    return "" if tier_epochs is None else f"; owner tiers of auto recipes {tier_epochs} epochs"
+            f"held-out {100 * config['validation_share']:g}% has not improved for {config['patience']} epochs{tiers}")
 
 
 def slice_text(row: dict) -> str:

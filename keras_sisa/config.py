@@ -40,7 +40,7 @@ class Recipe(NamedTuple):
         repeats); for an adaptive recipe, `tier_epochs` for an owner tier, else the epochs a
         slice with nothing held out trains."""
         if self.epochs is None:
-            return self.tier_epochs if is_tier and self.tier_epochs is not None else self.patience + 1
+            return self.patience + 1 if self.adapts(is_tier) else self.tier_epochs
         if isinstance(self.epochs, list):
             return self.epochs[min(position, len(self.epochs) - 1)]
         return self.epochs
