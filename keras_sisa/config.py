@@ -24,6 +24,8 @@ class Recipe(NamedTuple):
     max_epochs: int = 100
     check_steps: int = 64
     tier_epochs: int | None = None
+    anneals: int = 0
+    anneal_factor: float = 0.1
 
     @property
     def adaptive(self) -> bool:
@@ -98,6 +100,11 @@ class TrainingConfig:
     patience: int = 3
     #: The most epochs an adaptive slice trains.
     max_epochs: int = 100
+    #: Plateaus of an adaptive slice that lower its learning rate (by `anneal_factor`,
+    #: from its best weights) before the next one stops it.
+    anneals: int = 0
+    #: What each anneal multiplies the learning rate by.
+    anneal_factor: float = 0.1
     #: Epochs of each owner-tier slice of an adaptive recipe, holding nothing out: the
     #: slice refines a trained model, and a fixed short fit keeps a small owner's forget
     #: cheap. None trains tiers like the other slices.
@@ -133,6 +140,11 @@ class TrainingConfig:
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
                 raise InputError(f"Expected {name} to be zero or more, got {value!r}.")
+        if not (isinstance(self.anneals, (int, np.integer)) and not isinstance(self.anneals, bool)
+                and self.anneals >= 0):
+            raise InputError(f"Expected anneals (--anneals) to be zero or a positive whole number, got {self.anneals!r}.")
+        if not 0 < self.anneal_factor < 1:
+            raise InputError(f"Expected anneal_factor (--anneal-factor) above 0 and below 1, got {self.anneal_factor!r}.")
         if not 0 <= self.gate_ema < 1:
             raise InputError(f"Expected gate_ema from 0 (off) to below 1, got {self.gate_ema!r}.")
         if not 0 < self.validation_share < 1:
@@ -150,9 +162,10 @@ class TrainingConfig:
     def from_manifest(cls, fields: dict) -> TrainingConfig:
         """The config a run was fitted with, filling in what older runs did before a field existed:
         unpadded heads, the gate on the experts' batch size and learning rate, no averaging,
-        owner tiers trained like the other slices."""
+        owner tiers trained like the other slices, no annealing."""
         older = {"head_width": 1, "gate_batch_size": fields["batch_size"],
-                 "gate_learning_rate": fields["learning_rate"], "gate_ema": 0.0, "tier_epochs": None}
+                 "gate_learning_rate": fields["learning_rate"], "gate_ema": 0.0, "tier_epochs": None,
+                 "anneals": 0}
         return cls(**{**older, **fields})
 
     def recipe(self, is_gate: bool) -> Recipe:
@@ -160,9 +173,10 @@ class TrainingConfig:
         if is_gate:
             return Recipe(self.gate_epochs, self.gate_replay_ratio, self.gate_batch_size,
                           self.gate_learning_rate, self.gate_ema, self.patience, self.max_epochs,
-                          self.check_steps, self.tier_epochs)
+                          self.check_steps, self.tier_epochs, self.anneals, self.anneal_factor)
         return Recipe(self.epochs, self.replay_ratio, self.batch_size, self.learning_rate, 0.0,
-                      self.patience, self.max_epochs, self.check_steps, self.tier_epochs)
+                      self.patience, self.max_epochs, self.check_steps, self.tier_epochs, self.anneals,
+                      self.anneal_factor)
 
 
 def _positive_whole(value) -> bool:

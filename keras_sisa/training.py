@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from keras_sisa import holdout, internals, replay
 from keras_sisa.batches import ordered_batches, shuffled_batches
-from keras_sisa.callbacks import MovingAverage, for_slice
+from keras_sisa.callbacks import AnnealingEarlyStopping, MovingAverage, for_slice
 from keras_sisa.checkpoints import INITIAL, SliceCheckpoint, read_state
 from keras_sisa.config import TrainingConfig
 from keras_sisa.models import ComponentState, ModelFn, outputs_probabilities
@@ -180,8 +180,8 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
                 validation_data=ordered_batches(
                     samples.x[validation], _targets(samples, validation, outputs, shard_of),
                     _balanced_weights(samples.y[validation]) if config.balance else None, VALIDATION_BATCH))
-            fit_options["callbacks"].append(keras.callbacks.EarlyStopping(
-                patience=recipe.patience, restore_best_weights=True))
+            fit_options["callbacks"].append(AnnealingEarlyStopping(
+                recipe.patience, recipe.anneals, recipe.anneal_factor))
         elif recipe.ema:
             # The average goes before the checkpoint, which saves the weights training ends on.
             fit_options["callbacks"].append(MovingAverage(recipe.ema))

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_sisa.callbacks import MovingAverage
+from keras_sisa.callbacks import AnnealingEarlyStopping, MovingAverage
 from keras_sisa.errors import InputError
 from keras_sisa.models import PADDING_BIAS, ComponentState, strided_gate
 from keras_sisa.config import TrainingConfig
@@ -79,6 +79,49 @@ def test_moving_average_ends_training_on_the_average_of_every_nth_batch(small, e
     final = [np.asarray(v) for v in model.trainable_variables]
     assert all(np.array_equal(f, e) for f, e in zip(final, expected))
     assert not all(np.allclose(f, w) for f, w in zip(final, log.weights[-1]))
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Weights and learning rate at the end of every epoch, before later callbacks change them."""
+
+    def __init__(self):
+        super().__init__()
+        self.weights, self.rates = [], []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append(self.model.get_weights())
+        self.rates.append(float(self.model.optimizer.learning_rate))
+
+
+def fit_to_a_plateau(small, *callbacks):
+    enable_determinism(0)
+    model = tiny_cnn(small.input_shape, 4)
+    model.compile(optimizer=keras.optimizers.Adam(3e-2),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(small.x_train, small.y_train, batch_size=32, epochs=40, verbose=0, shuffle=False,
+                        validation_data=(small.x_test, small.y_test), callbacks=list(callbacks))
+    return model, history.history["val_loss"]
+
+
+def test_annealing_early_stopping_lowers_the_rate_once_and_ends_on_the_best_weights(small):
+    log = EpochLog()
+    model, losses = fit_to_a_plateau(small, log, AnnealingEarlyStopping(patience=2, anneals=1, factor=0.1))
+    assert len(losses) < 40
+    assert sorted(set(log.rates), reverse=True) == pytest.approx([3e-2, 3e-3])
+    lowered = log.rates.index(min(log.rates))
+    best_before = int(np.argmin(losses[:lowered]))
+    # The lower rate starts from the best weights so far, and training ends on the best of all.
+    assert lowered == best_before + 3
+    best = int(np.argmin(losses))
+    assert all(np.array_equal(w, b) for w, b in zip(model.get_weights(), log.weights[best]))
+
+
+def test_annealing_early_stopping_without_anneals_is_keras_early_stopping(small):
+    ours, our_losses = fit_to_a_plateau(small, AnnealingEarlyStopping(patience=2, anneals=0))
+    theirs, their_losses = fit_to_a_plateau(small, keras.callbacks.EarlyStopping(patience=2,
+                                                                                  restore_best_weights=True))
+    assert our_losses == their_losses
+    assert all(np.array_equal(a, b) for a, b in zip(ours.get_weights(), theirs.get_weights()))
 
 
 def test_users_callbacks_see_every_slice_of_fit_and_forget(small, tmp_path):
