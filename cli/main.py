@@ -199,6 +199,11 @@ def parse_only(text: str | None) -> str | None:
 @click.option("--tier-epochs", default=str(TrainingConfig.tier_epochs), show_default=True, callback=epoch_schedule,
               help="Epochs of each owner-tier slice (the smallest owners' images, trained last) where the "
                    "other slices train auto; auto: those too.")
+@click.option("--anneals", default=TrainingConfig.anneals, show_default=True, type=int,
+              help="Plateaus of an auto slice that lower its learning rate from its best weights before "
+                   "the next stops it: more accurate, and after a forget closer to a retrain; slower.")
+@click.option("--anneal-factor", default=TrainingConfig.anneal_factor, show_default=True, type=float,
+              help="What each anneal multiplies the learning rate by.")
 @click.option("--replay-ratio", default=TrainingConfig.replay_ratio, show_default=True, type=float,
               help="Replayed samples per new sample in an expert's slice.")
 @click.option("--gate-replay-ratio", default=TrainingConfig.gate_replay_ratio, show_default=True, type=float)
@@ -226,7 +231,7 @@ def parse_only(text: str | None) -> str | None:
                    "(one job per component); then run fit once more to finish.")
 def fit(out, dataset, data_dir, test_dir, test_split, image_size, color_mode, npz, limit_per_class, shards,
         classes_per_slice, class_order, strategy, grouping, owner_tiers, slices, epochs, gate_epochs, tier_epochs,
-        replay_ratio, gate_replay_ratio, replay, batch_size, gate_batch_size, learning_rate, gate_learning_rate,
+        anneals, anneal_factor, replay_ratio, gate_replay_ratio, replay, batch_size, gate_batch_size, learning_rate, gate_learning_rate,
         gate_ema, seed, model_fn, gate_fn, threads, workers, backend, ray_address, quiet, tensorboard, only) -> None:
     """Train a SISA ensemble and write the run to --out; run it again to finish an interrupted fit."""
     verbose = verbosity(quiet, logged=2)
@@ -256,7 +261,8 @@ def fit(out, dataset, data_dir, test_dir, test_split, image_size, color_mode, np
                           class_order=sources.class_indices(order, data.class_names),
                           strategy=strategy, grouping=grouping, slices=slices,
                           owner_tiers=parse_tiers(owner_tiers), epochs=epochs,
-                          gate_epochs=gate_epochs, tier_epochs=tier_epochs, replay_ratio=replay_ratio,
+                          gate_epochs=gate_epochs, tier_epochs=tier_epochs, anneals=anneals,
+                          anneal_factor=anneal_factor, replay_ratio=replay_ratio,
                           gate_replay_ratio=gate_replay_ratio, replay=replay, batch_size=batch_size,
                           gate_batch_size=gate_batch_size, learning_rate=learning_rate,
                           gate_learning_rate=gate_learning_rate, gate_ema=gate_ema, seed=seed,
@@ -270,8 +276,8 @@ def fit(out, dataset, data_dir, test_dir, test_split, image_size, color_mode, np
 
 
 RUN_OPTIONS = ("shards", "classes_per_slice", "strategy", "grouping", "owner_tiers", "slices")
-RECIPE_OPTIONS = ("epochs", "gate_epochs", "tier_epochs", "replay_ratio", "gate_replay_ratio", "replay", "batch_size",
-                  "gate_batch_size", "learning_rate", "gate_learning_rate", "gate_ema", "seed", "threads")
+RECIPE_OPTIONS = ("epochs", "gate_epochs", "tier_epochs", "anneals", "anneal_factor", "replay_ratio",
+                  "gate_replay_ratio", "replay", "batch_size", "gate_batch_size", "learning_rate", "gate_learning_rate", "gate_ema", "seed", "threads")
 
 
 def refuse_other_options(ctx: click.Context, out: str) -> None:
@@ -377,9 +383,12 @@ def info_text(details: dict) -> None:
 def recipe_text(config: dict) -> str:
     epochs = lambda value: "auto" if value is None else value
     tiers = "" if config["tier_epochs"] is None else f"; owner tiers of auto recipes {config['tier_epochs']} epochs"
+    annealing = (f", {config['anneals']} time(s) lowering the learning rate x{config['anneal_factor']:g} first"
+                 if config["anneals"] else "")
     return (f"experts {epochs(config['epochs'])} epochs per slice at batch {config['batch_size']}, "
             f"gate {epochs(config['gate_epochs'])} at batch {config['gate_batch_size']}; auto: until the "
-            f"held-out {100 * config['validation_share']:g}% has not improved for {config['patience']} epochs{tiers}")
+            f"held-out {100 * config['validation_share']:g}% has not improved for {config['patience']} epochs"
+            f"{annealing}{tiers}")
 
 
 def slice_text(row: dict) -> str:

@@ -37,13 +37,15 @@ def test_adaptive_slices_stop_on_held_out_loss_and_keep_their_best_round(small, 
     assert gate["steps_per_round"] == 2 and gate["samples"] == len(small.y_train) - 24  # 6 held out per class
 
 
-def test_forgetting_a_held_out_image_matches_a_fit_without_it(small, tmp_path):
-    sisa = fit_small(tmp_path / "run", small, **ADAPTIVE)
+@pytest.mark.parametrize("anneals", [0, 1])
+def test_forgetting_a_held_out_image_matches_a_fit_without_it(small, tmp_path, anneals):
+    recipe = dict(ADAPTIVE, anneals=anneals)
+    sisa = fit_small(tmp_path / "run", small, **recipe)
     plan = sisa.plan
     victim = held_out_ids(sisa, plan.gate)[0]
     receipt = sisa.forget(samples=[victim], verbose=0, audit=False)
     assert "gate" in receipt["rewound"]
-    refit = refit_without(small, tmp_path, plan.without([victim]), [victim], **ADAPTIVE)
+    refit = refit_without(small, tmp_path, plan.without([victim]), [victim], **recipe)
     assert digests(sisa) == digests(refit)
     assert all(row["identical"] for row in sisa.verify())
 
@@ -59,6 +61,19 @@ def test_explicit_epochs_override_the_adaptive_default(small_npz, tmp_path):
     assert {row["rounds"] for name, rows in slices.items() if name != "gate" for row in rows if row["rounds"]} == {2}
     info = CliRunner().invoke(main, ["info", run])
     assert "experts 2 epochs per slice" in info.output and "(2 rounds" in info.output
+
+
+def test_anneals_are_a_recipe_flag_that_info_shows_and_older_runs_go_without(small_npz, tmp_path):
+    run = str(tmp_path / "run")
+    auto = ["--epochs", "auto", "--gate-epochs", "auto"]
+    result = CliRunner().invoke(main, ["fit", "--npz", small_npz, *TINY, *auto, "--anneals", "1",
+                                       "--anneal-factor", "0.3", "--out", run])
+    assert result.exit_code == 0, result.output
+    assert keras_sisa.load(run).config.anneals == 1 and keras_sisa.load(run).config.anneal_factor == 0.3
+    assert "1 time(s) lowering the learning rate x0.3" in CliRunner().invoke(main, ["info", run]).output
+    bad = CliRunner().invoke(main, ["fit", "--npz", small_npz, *TINY, "--anneals", "-1", "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 2 and "anneals" in bad.output and not (tmp_path / "b").exists()
+    assert keras_sisa.TrainingConfig.from_manifest({"batch_size": 32, "learning_rate": 1e-3}).anneals == 0
 
 
 def test_default_flags_on_100_images_per_class_reach_the_plain_cnns_floor(fashion, tmp_path):
