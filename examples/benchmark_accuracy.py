@@ -4,11 +4,11 @@ Each row is one dataset: Fashion-MNIST at 100, 300 and 1,000 training images per
 and in full, the same padded to 32x32 and tinted with a seeded random colour per image
 (colour carries no label) at 1,000 per class, and the same shrunk to 16x16 at 300 per
 class. On each, the plain default CNN (`monolithic.py`: early stopping on a validation
-split of its training images) and keras-sisa with default settings train on the same
-images, alternately, once per seed of `--seeds` (the full data: the first seed only);
-both are tested on the full test split. A row reports mean accuracies over its seeds
-(single small runs move by a few points from seed to seed) and median fit times,
-taken in this run; neither fit time includes the test.
+split of its training images) and keras-sisa with default settings (or the plan options
+given) train on the same images, alternately, once per seed of `--seeds` (the full data:
+the first seed only); both are tested on the full test split. A row reports mean
+accuracies over its seeds (single small runs move by a few points from seed to seed) and
+median fit times, taken in this run; neither fit time includes the test.
 
     python examples/benchmark_accuracy.py --out results/benchmark_accuracy.json
 """
@@ -28,6 +28,7 @@ import keras_sisa
 from keras_sisa import data as sources
 
 import monolithic as baseline
+import plan_options
 import result_file
 
 
@@ -74,11 +75,11 @@ def plain_cnn(dataset, seed: int, fixed_epochs: int | None = None) -> dict:
     return {**figures, "accuracy": float(np.mean(baseline.predict(model, dataset.x_test) == dataset.y_test))}
 
 
-def sisa(dataset, seed: int) -> dict:
+def sisa(dataset, seed: int, options: dict) -> dict:
     directory = tempfile.mkdtemp(prefix="sisa-accuracy-bench-")
     shutil.rmtree(directory)
     try:
-        classifier = keras_sisa.SISAClassifier(directory, seed=seed)
+        classifier = keras_sisa.SISAClassifier(directory, seed=seed, **options)
         started = time.perf_counter()
         classifier.fit(dataset.x_train, dataset.y_train, dataset.class_names, sample_ids=dataset.ids, verbose=0)
         seconds = time.perf_counter() - started
@@ -106,7 +107,9 @@ def main() -> None:
     parser.add_argument("--out", default="results/benchmark_accuracy.json")
     parser.add_argument("--rows", default=",".join(ROWS), help="Comma-separated row names (default: all).")
     parser.add_argument("--seeds", default="0,1,2", help="Seeds of every row; the full data takes the first.")
+    plan_options.add_to(parser)
     args = parser.parse_args()
+    options = plan_options.chosen(args)
 
     fashion = sources.load()
     rows = []
@@ -116,7 +119,7 @@ def main() -> None:
         plains, ensembles = [], []
         for seed in seeds:
             plains.append(plain_cnn(dataset, seed))
-            ensembles.append(sisa(dataset, seed))
+            ensembles.append(sisa(dataset, seed, options))
         plain, ensemble = over_seeds(plains), over_seeds(ensembles)
         extra = {"plain_cnn_fixed_epochs": plain_cnn(dataset, seeds[0], baseline.FIXED_EPOCHS)} if limit is None else {}
         rows.append({"data": name, "train_images": int(len(dataset.y_train)), "seeds": seeds,
@@ -128,6 +131,7 @@ def main() -> None:
 
     result = {
         **result_file.stamp("accuracy"),
+        "options": options,
         "rows": rows,
         "goals": {"accuracy_gap_points": 1.0, "fit_time_ratio": 1.5},
     }
