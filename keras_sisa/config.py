@@ -26,6 +26,7 @@ class Recipe(NamedTuple):
     tier_epochs: int | None = None
     anneals: int = 0
     anneal_factor: float = 0.1
+    tier_replay_ratio: float | None = None
 
     @property
     def adaptive(self) -> bool:
@@ -36,6 +37,10 @@ class Recipe(NamedTuple):
         """Whether a slice (an owner tier's, or another) trains until its held-out samples
         stop improving, rather than a fixed number of epochs."""
         return self.adaptive and not (is_tier and self.tier_epochs is not None)
+
+    def slice_replay_ratio(self, is_tier: bool) -> float:
+        """Replayed samples per new sample in a slice: `tier_replay_ratio` in an owner tier, if set."""
+        return self.tier_replay_ratio if is_tier and self.tier_replay_ratio is not None else self.replay_ratio
 
     def slice_epochs(self, position: int, is_tier: bool = False) -> int:
         """Epochs of the slice at `position`: the number, or the schedule's entry (the last
@@ -109,6 +114,9 @@ class TrainingConfig:
     #: slice refines a trained model, and a fixed short fit keeps a small owner's forget
     #: cheap. None trains tiers like the other slices.
     tier_epochs: int | None = 2
+    #: Replayed samples per new sample in an owner-tier slice, gate and experts alike;
+    #: None replays as in the component's other slices.
+    tier_replay_ratio: float | None = None
     #: The seed every random choice derives from, with the component and slice.
     seed: int = 0
     #: TensorFlow's thread-pool size while training (default: this machine's cores); it
@@ -136,10 +144,12 @@ class TrainingConfig:
                      "check_steps"):
             if not _positive_whole(getattr(self, name)):
                 raise InputError(f"Expected {name} to be a positive whole number, got {getattr(self, name)!r}.")
-        for name in ("replay_ratio", "gate_replay_ratio"):
+        for name in ("replay_ratio", "gate_replay_ratio", "tier_replay_ratio"):
             value = getattr(self, name)
-            if not np.isfinite(value) or value < 0:
-                raise InputError(f"Expected {name} to be zero or more, got {value!r}.")
+            if value is None and name == "tier_replay_ratio":
+                continue
+            if not isinstance(value, (int, float, np.number)) or not np.isfinite(value) or value < 0:
+                raise InputError(f"Expected {name} (--{name.replace('_', '-')}) to be zero or more, got {value!r}.")
         if not (isinstance(self.anneals, (int, np.integer)) and not isinstance(self.anneals, bool)
                 and self.anneals >= 0):
             raise InputError(f"Expected anneals (--anneals) to be zero or a positive whole number, got {self.anneals!r}.")
@@ -165,7 +175,7 @@ class TrainingConfig:
         owner tiers trained like the other slices, no annealing."""
         older = {"head_width": 1, "gate_batch_size": fields["batch_size"],
                  "gate_learning_rate": fields["learning_rate"], "gate_ema": 0.0, "tier_epochs": None,
-                 "anneals": 0}
+                 "anneals": 0, "tier_replay_ratio": None}
         return cls(**{**older, **fields})
 
     def recipe(self, is_gate: bool) -> Recipe:
@@ -173,10 +183,11 @@ class TrainingConfig:
         if is_gate:
             return Recipe(self.gate_epochs, self.gate_replay_ratio, self.gate_batch_size,
                           self.gate_learning_rate, self.gate_ema, self.patience, self.max_epochs,
-                          self.check_steps, self.tier_epochs, self.anneals, self.anneal_factor)
+                          self.check_steps, self.tier_epochs, self.anneals, self.anneal_factor,
+                          self.tier_replay_ratio)
         return Recipe(self.epochs, self.replay_ratio, self.batch_size, self.learning_rate, 0.0,
                       self.patience, self.max_epochs, self.check_steps, self.tier_epochs, self.anneals,
-                      self.anneal_factor)
+                      self.anneal_factor, self.tier_replay_ratio)
 
 
 def _positive_whole(value) -> bool:

@@ -147,7 +147,7 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
         state = state.grow(outputs, seed_for(config.seed, name))
         model = compiled.prepared(builder, input_shape, recipe.learning_rate, config.head_width, state, seed)
         pool = samples.ids[np.concatenate([r for r, _ in parts[:k]])] if k else np.zeros(0, np.int64)
-        count = replay.replay_count(recipe.replay_ratio, len(rows), len(pool))
+        count = replay.replay_count(recipe.slice_replay_ratio(current.is_tier), len(rows), len(pool))
         losses = lambda ids: _losses(model, samples, ids, outputs, shard_of, recipe.batch_size)
         replay_ids = replay.select(pool, count, config.replay, seed, losses)
         if verbose:
