@@ -389,7 +389,7 @@ def info_text(details: dict) -> None:
 def recipe_text(config: dict) -> str:
     epochs = lambda value: "auto" if value is None else value
     tiers = "" if config["tier_epochs"] is None else f"; owner tiers of auto recipes {config['tier_epochs']} epochs"
-    if config.get("tier_replay_ratio") is not None:
+    if config["tier_replay_ratio"] is not None:
         tiers += f"; owner tiers replay {config['tier_replay_ratio']:g} per new image"
     annealing = (f", {config['anneals']} time(s) lowering the learning rate x{config['anneal_factor']:g} first"
                  if config["anneals"] else "")
