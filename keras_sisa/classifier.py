@@ -393,8 +393,8 @@ class SISAClassifier:
         shards = o["shards"] or len(np.unique(data.y_train))
         tiers = None
         if o["owner_tiers"]:
-            tiers = owner_ids.tiers_of(owner_ids.keys(data.owners, data.ids), tuple(o["owner_tiers"]),
-                                       self._config.seed)
+            tiers = owner_ids.tiers_of(owner_ids.keys(data.owners, data.ids), data.y_train,
+                                       tuple(o["owner_tiers"]), self._config.seed)
         return plans.class_plan(data.y_train, data.ids, shards, o["classes_per_slice"],
                                 o["class_order"], x, tiers)
 

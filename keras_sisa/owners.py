@@ -21,6 +21,8 @@ from keras_sisa.seeds import seed_for
 
 # The image shares of the slices that follow each component's core, smallest owners last.
 DEFAULT_TIERS = (0.15, 0.05)
+# The least share of each class that owner tiers leave in the core slices.
+MIN_CORE_SHARE = 0.5
 
 
 def normalize(owners, count: int, name: str = "owners") -> list[str | None]:
@@ -102,21 +104,31 @@ def check_tiers(tiers) -> tuple[float, ...]:
     return tiers
 
 
-def tiers_of(owner_keys: list[str], tiers: tuple[float, ...], seed: int) -> np.ndarray:
+def tiers_of(owner_keys: list[str], labels: np.ndarray, tiers: tuple[float, ...], seed: int) -> np.ndarray:
     """Per image, the slice its owner's images go to: 0 for the core, k for the k-th tier.
 
     Owners are ranked by how many images they have, fewest first (ties by a seeded hash);
     the last tier takes the smallest owners up to its share of the images, the tier
     before it the next ones, and the core the rest, so the many small owners sit in the
-    cheap last slices.
+    cheap last slices. An owner who would leave a class with less than MIN_CORE_SHARE of
+    its images in the core stays in the core: the gate learns a class that shares an
+    expert from the core alone, so it must hold most of it.
     """
     unique, inverse, counts = np.unique(np.asarray(owner_keys, dtype=str), return_inverse=True,
                                         return_counts=True)
+    classes, label_index = np.unique(np.asarray(labels), return_inverse=True)
+    per_class = np.zeros((len(unique), len(classes)), np.int64)
+    np.add.at(per_class, (inverse, label_index), 1)
+    room = np.floor((1 - MIN_CORE_SHARE) * np.bincount(label_index, minlength=len(classes)))
     order = sorted(range(len(unique)), key=lambda k: (counts[k], seed_for(seed, "owner", unique[k])))
-    ends = np.cumsum(counts[order])
     bounds = np.cumsum(tiers[::-1]) * len(owner_keys)
-    tier = np.zeros(len(unique), np.int64)
-    for rank, k in enumerate(order):
-        step = int(np.searchsorted(bounds, ends[rank], side="left"))
-        tier[k] = len(tiers) - step if step < len(tiers) else 0
+    tier, placed = np.zeros(len(unique), np.int64), 0
+    for k in order:
+        step = int(np.searchsorted(bounds, placed + counts[k], side="left"))
+        if step == len(tiers):
+            break
+        if np.all(per_class[k] <= room):
+            room -= per_class[k]
+            placed += counts[k]
+            tier[k] = len(tiers) - step
     return tier[inverse]

@@ -119,7 +119,9 @@ def class_plan(y: np.ndarray, ids: np.ndarray, shards: int, classes_per_slice: i
     classes named in `class_order` last. The gate, labelled by shard, learns every
     unnamed class in one first slice, then the named ones `classes_per_slice` at a
     time in the order given: forgetting a named class redoes only the gate's slices
-    from its own on, forgetting another one redoes the whole gate.
+    from its own on, forgetting another one redoes the whole gate. With owner `tiers`
+    (`owners.tiers_of`), each expert's tier images follow its class slices; the gate learns
+    the core, and the tier images of one-class experts in its own trailing tier slices.
     """
     present = [int(c) for c in np.unique(y)]
     order = _order(present, class_order)
@@ -139,14 +141,13 @@ def class_plan(y: np.ndarray, ids: np.ndarray, shards: int, classes_per_slice: i
         for t in range(1, int(tiers.max()) + 1):
             slices += _tier_slice(f"{TIER_PREFIX}{t}", m, y[tiers == t], ids[tiers == t])
         experts.append(Component(expert_name(k), slices))
-    seen = core | np.isin(y, [c for c in present if np.mean(core[y == c]) < 0.5])
     named = list(class_order or [])
     unnamed = [c for c in order if c not in named]
-    slices = (_class_slices(unnamed, y[seen], ids[seen], len(unnamed) or 1)
-              + _class_slices(named, y[seen], ids[seen], classes_per_slice))
+    slices = (_class_slices(unnamed, y[core], ids[core], len(unnamed) or 1)
+              + _class_slices(named, y[core], ids[core], classes_per_slice))
     alone = [c for m in members if len(m) == 1 for c in m]  # experts that are constant: the gate is all they have
     for t in range(1, int(tiers.max()) + 1):
-        tier = (tiers == t) & ~seen & np.isin(y, alone)
+        tier = (tiers == t) & np.isin(y, alone)
         slices += _tier_slice(f"{TIER_PREFIX}{t}", alone, y[tier], ids[tier])
     return Plan("class", experts + [Component(GATE, slices)])
 

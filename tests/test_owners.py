@@ -51,9 +51,19 @@ def by_size(people):
 
 def test_tiers_put_the_smallest_owners_last():
     keys = ["big"] * 50 + ["mid"] * 12 + [f"one-{k}" for k in range(8)]
-    tiers = owner_ids.tiers_of(keys, (0.2, 0.12), seed=0)
+    tiers = owner_ids.tiers_of(keys, np.zeros(len(keys)), (0.2, 0.12), seed=0)
     assert set(tiers[:50]) == {0}
     assert set(tiers[50:62]) == {1} and set(tiers[62:]) == {2}
+
+
+def test_tiers_leave_every_class_at_least_half_its_images_in_the_core():
+    """Class 1 is all small owners: the tiers take only half of it, and the small owners of
+    class 0 still join them."""
+    keys = ["big"] * 40 + [f"zero-{k}" for k in range(10)] + [f"one-{k}" for k in range(10)]
+    labels = np.array([0] * 50 + [1] * 10)
+    tiers = owner_ids.tiers_of(keys, labels, (0.2, 0.1), seed=0)
+    assert np.sum(tiers[labels == 1] > 0) == 5
+    assert np.all(tiers[40:50] > 0) and set(tiers[:40]) == {0}
 
 
 def test_plan_gives_each_expert_owner_slices_that_the_gate_leaves_out(owned, small, people):
