@@ -5,8 +5,9 @@ images per class, 0 for all) with owners assigned as in `benchmark_requests.py`,
 records accuracy, routing accuracy, fit time, and the expected training seconds of
 forgetting one owner (`keras-sisa info`: each slice priced at what it took to fit) as
 mean, median and 90th percentile over owners, each divided by the early-stopped plain
-CNN's fit time. `--dev-share` scores on a seeded share carved from the training images
-instead of the test split, for choosing a setting without looking at the test set.
+CNN's fit time. `--dev-share` scores on a seeded share of each class carved from the
+training images instead of the test split, for choosing a setting without looking at
+the test set.
 
     python examples/benchmark_owner_tiers.py --out results/benchmark_owner_tiers.json
     python examples/benchmark_owner_tiers.py --limit-per-class 0 --owners 3000 --dev-share 0.1 \
@@ -85,8 +86,8 @@ def main() -> None:
 
 
 def dev_split(dataset: sources.Dataset, share: float, seed: int) -> sources.Dataset:
-    """The training images without a seeded `share`, which takes the test split's place."""
-    held = np.random.default_rng(seed).random(len(dataset.y_train)) < share
+    """The training images without a seeded `share` of each class, which takes the test split's place."""
+    held = baseline.validation_split(dataset.y_train, seed, share)
     return sources.Dataset(dataset.x_train[~held], dataset.y_train[~held], dataset.x_train[held],
                            dataset.y_train[held], dataset.class_names, dataset.ids[~held])
 
