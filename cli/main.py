@@ -207,9 +207,12 @@ def parse_only(text: str | None) -> str | None:
 @click.option("--replay-ratio", default=TrainingConfig.replay_ratio, show_default=True, type=float,
               help="Replayed samples per new sample in an expert's slice.")
 @click.option("--gate-replay-ratio", default=TrainingConfig.gate_replay_ratio, show_default=True, type=float)
-@click.option("--tier-replay-ratio", default=None, type=float,
-              help="Replayed samples per new sample in an owner-tier slice (default: as the component's other "
-                   "slices); lower makes forgetting a person cheaper and the fit less accurate.")
+@click.option("--tier-replay-ratio", default=TrainingConfig.tier_replay_ratio, show_default=True, type=float,
+              help="Replayed samples per new sample in an owner-tier slice; lower makes forgetting a person "
+                   "cheaper.")
+@click.option("--tier-ema", default=TrainingConfig.tier_ema, show_default=True, type=float,
+              help="Momentum of the moving average each owner-tier slice ends on; 0: off. It keeps the "
+                   "accuracy that the tiers' short fits with little replay would cost.")
 @click.option("--replay", type=click.Choice(["uniform", "loss"]), default="uniform", show_default=True)
 @click.option("--batch-size", default=TrainingConfig.batch_size, show_default=True, type=int, callback=positive,
               help="Batch size of the experts.")
@@ -234,7 +237,7 @@ def parse_only(text: str | None) -> str | None:
                    "(one job per component); then run fit once more to finish.")
 def fit(out, dataset, data_dir, test_dir, test_split, image_size, color_mode, npz, limit_per_class, shards,
         classes_per_slice, class_order, strategy, grouping, owner_tiers, slices, epochs, gate_epochs, tier_epochs,
-        anneals, anneal_factor, replay_ratio, gate_replay_ratio, tier_replay_ratio, replay, batch_size,
+        anneals, anneal_factor, replay_ratio, gate_replay_ratio, tier_replay_ratio, tier_ema, replay, batch_size,
         gate_batch_size, learning_rate, gate_learning_rate, gate_ema, seed, model_fn, gate_fn, threads, workers,
         backend, ray_address, quiet, tensorboard, only) -> None:
     """Train a SISA ensemble and write the run to --out; run it again to finish an interrupted fit."""
@@ -267,7 +270,7 @@ def fit(out, dataset, data_dir, test_dir, test_split, image_size, color_mode, np
                           owner_tiers=parse_tiers(owner_tiers), epochs=epochs,
                           gate_epochs=gate_epochs, tier_epochs=tier_epochs, anneals=anneals,
                           anneal_factor=anneal_factor, replay_ratio=replay_ratio,
-                          gate_replay_ratio=gate_replay_ratio, tier_replay_ratio=tier_replay_ratio,
+                          gate_replay_ratio=gate_replay_ratio, tier_replay_ratio=tier_replay_ratio, tier_ema=tier_ema,
                           replay=replay, batch_size=batch_size,
                           gate_batch_size=gate_batch_size, learning_rate=learning_rate,
                           gate_learning_rate=gate_learning_rate, gate_ema=gate_ema, seed=seed,
@@ -282,7 +285,7 @@ def fit(out, dataset, data_dir, test_dir, test_split, image_size, color_mode, np
 
 RUN_OPTIONS = ("shards", "classes_per_slice", "strategy", "grouping", "owner_tiers", "slices")
 RECIPE_OPTIONS = ("epochs", "gate_epochs", "tier_epochs", "anneals", "anneal_factor", "replay_ratio",
-                  "gate_replay_ratio", "tier_replay_ratio", "replay", "batch_size", "gate_batch_size",
+                  "gate_replay_ratio", "tier_replay_ratio", "tier_ema", "replay", "batch_size", "gate_batch_size",
                   "learning_rate", "gate_learning_rate", "gate_ema", "seed", "threads")
 
 
@@ -391,6 +394,8 @@ def recipe_text(config: dict) -> str:
     tiers = "" if config["tier_epochs"] is None else f"; owner tiers of auto recipes {config['tier_epochs']} epochs"
     if config["tier_replay_ratio"] is not None:
         tiers += f"; owner tiers replay {config['tier_replay_ratio']:g} per new image"
+    if config["tier_ema"]:
+        tiers += f"; owner tiers end on a weight average (momentum {config['tier_ema']:g})"
     annealing = (f", {config['anneals']} time(s) lowering the learning rate x{config['anneal_factor']:g} first"
                  if config["anneals"] else "")
     return (f"experts {epochs(config['epochs'])} epochs per slice at batch {config['batch_size']}, "

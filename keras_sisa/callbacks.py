@@ -58,7 +58,7 @@ class MovingAverage(keras.callbacks.Callback):
     """Ends training on an exponential moving average of the model's trainable weights.
 
     For short fixed-epoch recipes at a high learning rate, whose last weights carry the
-    noise of the last batches (`gate_ema`); cheaper than the optimizer's `use_ema`,
+    noise of the last batches (`gate_ema`, `tier_ema`); cheaper than the optimizer's `use_ema`,
     which averages inside every step.
 
     Example:

@@ -27,6 +27,7 @@ class Recipe(NamedTuple):
     anneals: int = 0
     anneal_factor: float = 0.1
     tier_replay_ratio: float | None = None
+    tier_ema: float = 0.0
 
     @property
     def adaptive(self) -> bool:
@@ -41,6 +42,10 @@ class Recipe(NamedTuple):
     def slice_replay_ratio(self, is_tier: bool) -> float:
         """Replayed samples per new sample in a slice: `tier_replay_ratio` in an owner tier, if set."""
         return self.tier_replay_ratio if is_tier and self.tier_replay_ratio is not None else self.replay_ratio
+
+    def slice_ema(self, is_tier: bool) -> float:
+        """Momentum of the weight average a fixed-epoch slice ends on: `tier_ema` in an owner tier, if set."""
+        return self.tier_ema if is_tier and self.tier_ema else self.ema
 
     def slice_epochs(self, position: int, is_tier: bool = False) -> int:
         """Epochs of the slice at `position`: the number, or the schedule's entry (the last
@@ -114,9 +119,13 @@ class TrainingConfig:
     #: slice refines a trained model, and a fixed short fit keeps a small owner's forget
     #: cheap. None trains tiers like the other slices.
     tier_epochs: int | None = 2
-    #: Replayed samples per new sample in an owner-tier slice, gate and experts alike;
-    #: None replays as in the component's other slices.
-    tier_replay_ratio: float | None = None
+    #: Replayed samples per new sample in an owner-tier slice, gate and experts alike, so a
+    #: person's forget retrains little; None replays as in the component's other slices.
+    tier_replay_ratio: float | None = 1.0
+    #: End each fixed-epoch owner-tier slice, gate and experts alike, on a moving average of
+    #: its weights with this momentum (there it takes `gate_ema`'s place); 0 turns it off.
+    #: Less replay leaves a tier slice on noisier weights, which the average takes back.
+    tier_ema: float = 0.9
     #: The seed every random choice derives from, with the component and slice.
     seed: int = 0
     #: TensorFlow's thread-pool size while training (default: this machine's cores); it
@@ -155,8 +164,10 @@ class TrainingConfig:
             raise InputError(f"Expected anneals (--anneals) to be zero or a positive whole number, got {self.anneals!r}.")
         if not 0 < self.anneal_factor < 1:
             raise InputError(f"Expected anneal_factor (--anneal-factor) above 0 and below 1, got {self.anneal_factor!r}.")
-        if not 0 <= self.gate_ema < 1:
-            raise InputError(f"Expected gate_ema from 0 (off) to below 1, got {self.gate_ema!r}.")
+        for name in ("gate_ema", "tier_ema"):
+            if not 0 <= getattr(self, name) < 1:
+                raise InputError(f"Expected {name} (--{name.replace('_', '-')}) from 0 (off) to below 1, "
+                                 f"got {getattr(self, name)!r}.")
         if not 0 < self.validation_share < 1:
             raise InputError(f"Expected validation_share above 0 and below 1, got {self.validation_share!r}.")
         if self.threads is not None and not _positive_whole(self.threads):
@@ -172,10 +183,10 @@ class TrainingConfig:
     def from_manifest(cls, fields: dict) -> TrainingConfig:
         """The config a run was fitted with, filling in what older runs did before a field existed:
         unpadded heads, the gate on the experts' batch size and learning rate, no averaging,
-        owner tiers trained like the other slices, no annealing."""
+        owner tiers trained like the other slices, no annealing, no tier average."""
         older = {"head_width": 1, "gate_batch_size": fields["batch_size"],
                  "gate_learning_rate": fields["learning_rate"], "gate_ema": 0.0, "tier_epochs": None,
-                 "anneals": 0, "tier_replay_ratio": None}
+                 "anneals": 0, "tier_replay_ratio": None, "tier_ema": 0.0}
         return cls(**{**older, **fields})
 
     def recipe(self, is_gate: bool) -> Recipe:
@@ -184,10 +195,10 @@ class TrainingConfig:
             return Recipe(self.gate_epochs, self.gate_replay_ratio, self.gate_batch_size,
                           self.gate_learning_rate, self.gate_ema, self.patience, self.max_epochs,
                           self.check_steps, self.tier_epochs, self.anneals, self.anneal_factor,
-                          self.tier_replay_ratio)
+                          self.tier_replay_ratio, self.tier_ema)
         return Recipe(self.epochs, self.replay_ratio, self.batch_size, self.learning_rate, 0.0,
                       self.patience, self.max_epochs, self.check_steps, self.tier_epochs, self.anneals,
-                      self.anneal_factor, self.tier_replay_ratio)
+                      self.anneal_factor, self.tier_replay_ratio, self.tier_ema)
 
 
 def _positive_whole(value) -> bool:

@@ -182,9 +182,9 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
                     _balanced_weights(samples.y[validation]) if config.balance else None, VALIDATION_BATCH))
             fit_options["callbacks"].append(AnnealingEarlyStopping(
                 recipe.patience, recipe.anneals, recipe.anneal_factor))
-        elif recipe.ema:
+        elif recipe.slice_ema(current.is_tier):
             # The average goes before the checkpoint, which saves the weights training ends on.
-            fit_options["callbacks"].append(MovingAverage(recipe.ema))
+            fit_options["callbacks"].append(MovingAverage(recipe.slice_ema(current.is_tier)))
         checkpoint = SliceCheckpoint(store, name, current.id, outputs, replay_ids.tolist(), {
             "samples": len(all_rows), "validation_samples": len(validation), "steps_per_epoch": steps,
             "steps_per_round": fit_options.get("steps_per_epoch", steps)})

@@ -41,7 +41,7 @@ def test_info_prints_a_readable_summary(fitted):
     (["--model", "no_such_module:f"], "Cannot import model builder"),
     (["--replay-ratio", "-1"], "replay_ratio"),
     (["--gate-learning-rate", "0"], "gate_learning_rate above zero"),
-    (["--gate-ema", "1"], "gate_ema from 0 (off) to below 1"),
+    (["--gate-ema", "1"], "gate_ema (--gate-ema) from 0 (off) to below 1"),
     (["--npz", "missing.npz"], "No such npz file"),
 ])
 def test_bad_fit_options_print_one_line_exit_2_and_write_nothing(small_npz, tmp_path, args, message):

@@ -146,8 +146,8 @@ def test_runs_fitted_before_tier_epochs_keep_training_their_tiers_adaptively():
     assert fixed.slice_epochs(5, is_tier=True) == 2
 
 
-def test_tier_replay_ratio_sets_what_owner_tiers_replay_and_forgets_still_match_a_refit(small, people, tmp_path):
-    sisa = fit_small(tmp_path / "run", small, owners=people, tier_replay_ratio=0.5)
+def test_tier_replay_and_average_set_how_owner_tiers_train_and_forgets_still_match_a_refit(small, people, tmp_path):
+    sisa = fit_small(tmp_path / "run", small, owners=people, tier_replay_ratio=0.5, tier_ema=0.9)
     slices = sisa.recipe()["slices"]
     for component in sisa.plan.components:
         sizes = [len(s.sample_ids) for s in component.slices]
@@ -156,17 +156,29 @@ def test_tier_replay_ratio_sets_what_owner_tiers_replay_and_forgets_still_match_
             replayed = min(sum(sizes[:k]), round((0.5 if s.is_tier else ratio) * sizes[k]))
             assert not row["rounds"] or row["samples"] == sizes[k] + replayed, (component.name, s.id)
     assert any(row["rounds"] and row["slice"] == "o2" for rows in slices.values() for row in rows)
-    assert "owner tiers replay 0.5 per new image" in CliRunner().invoke(main, ["info", sisa.directory]).output
+    info = CliRunner().invoke(main, ["info", sisa.directory]).output
+    assert "owner tiers replay 0.5 per new image" in info and "weight average (momentum 0.9)" in info
     plan, last = sisa.plan, {i for e in sisa.plan.experts for i in e.slices[-1].sample_ids}
     who = next(p for p in by_size(people)[::-1] if images_of(small, people, p) <= last)
     deleted = images_of(small, people, who)
     sisa.forget(owners=[who], verbose=0, audit=False)
-    refit = refit_without(small, tmp_path, plan.without(deleted), deleted, tier_replay_ratio=0.5)
+    refit = refit_without(small, tmp_path, plan.without(deleted), deleted, tier_replay_ratio=0.5,
+                          tier_ema=0.9)
     assert digests(sisa) == digests(refit)
     bad = CliRunner().invoke(main, ["fit", "--npz", write_npz(tmp_path / "a.npz", small), *TINY,
                                     "--tier-replay-ratio", "-1", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "tier_replay_ratio" in bad.output and not (tmp_path / "bad").exists()
-    assert keras_sisa.TrainingConfig.from_manifest({"batch_size": 32, "learning_rate": 1e-3}).tier_replay_ratio is None
+    older = keras_sisa.TrainingConfig.from_manifest({"batch_size": 32, "learning_rate": 1e-3})
+    assert older.tier_replay_ratio is None and older.tier_ema == 0
+    gate = keras_sisa.TrainingConfig(gate_epochs=2, gate_ema=0.5, tier_ema=0.9).recipe(is_gate=True)
+    assert gate.slice_ema(is_tier=True) == 0.9 and gate.slice_ema(is_tier=False) == 0.5
+    assert keras_sisa.TrainingConfig(tier_ema=0.9).recipe(is_gate=False).slice_ema(is_tier=False) == 0
+
+
+def test_a_bad_tier_average_exits_2(small, tmp_path):
+    bad = CliRunner().invoke(main, ["fit", "--npz", write_npz(tmp_path / "a.npz", small), *TINY,
+                                    "--tier-ema", "1", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "tier_ema (--tier-ema)" in bad.output and not (tmp_path / "bad").exists()
 
 
 @pytest.mark.slow  # four owner forgets; one owner's forget against a refit stays in the default run
