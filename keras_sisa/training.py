@@ -165,7 +165,7 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
         x = samples.x[all_rows]
         targets = _targets(samples, all_rows, outputs, shard_of)
         weights = _balanced_weights(samples.y[all_rows]) if config.balance else None
-        adapts = recipe.adapts(current.is_tier)
+        adapts, ema = recipe.adapts(current.is_tier), recipe.slice_ema(current.is_tier)
         validation = np.concatenate([h for _, h in parts[:k + 1]]) if adapts else np.zeros(0, np.int64)
         batches = shuffled_batches(x, targets, weights, recipe.batch_size)
         steps = -(-len(all_rows) // recipe.batch_size)
@@ -182,9 +182,9 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
                     _balanced_weights(samples.y[validation]) if config.balance else None, VALIDATION_BATCH))
             fit_options["callbacks"].append(AnnealingEarlyStopping(
                 recipe.patience, recipe.anneals, recipe.anneal_factor))
-        elif recipe.slice_ema(current.is_tier):
+        elif ema:
             # The average goes before the checkpoint, which saves the weights training ends on.
-            fit_options["callbacks"].append(MovingAverage(recipe.slice_ema(current.is_tier)))
+            fit_options["callbacks"].append(MovingAverage(ema))
         checkpoint = SliceCheckpoint(store, name, current.id, outputs, replay_ids.tolist(), {
             "samples": len(all_rows), "validation_samples": len(validation), "steps_per_epoch": steps,
             "steps_per_round": fit_options.get("steps_per_epoch", steps)})

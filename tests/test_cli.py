@@ -42,6 +42,8 @@ def test_info_prints_a_readable_summary(fitted):
     (["--replay-ratio", "-1"], "replay_ratio"),
     (["--gate-learning-rate", "0"], "gate_learning_rate above zero"),
     (["--gate-ema", "1"], "gate_ema (--gate-ema) from 0 (off) to below 1"),
+    (["--tier-replay-ratio", "-1"], "tier_replay_ratio (--tier-replay-ratio) to be zero or more"),
+    (["--tier-ema", "1"], "tier_ema (--tier-ema) from 0 (off) to below 1"),
     (["--npz", "missing.npz"], "No such npz file"),
 ])
 def test_bad_fit_options_print_one_line_exit_2_and_write_nothing(small_npz, tmp_path, args, message):
