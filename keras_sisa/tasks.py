@@ -61,14 +61,25 @@ def train_in_run(directory: str, name: str, builder: ModelFn | None = None,
     start = resume_point(store, component)
     if start == len(component.slices):
         return 0.0
+    earlier = _recorded_seconds(store, name)  # an interrupted attempt's time counts too
     began = time.perf_counter()
+
+    def record() -> float:
+        # Before each checkpoint commits, so that a kill after the last one leaves the time spent.
+        spent = earlier + time.perf_counter() - began
+        store.write_json(timing_path(name), {name: spent})  # outlives a kill before the run commits
+        return spent
+
     train_component(store, plan, name, builder or named_builder(manifest, component.is_gate),
                     manifest.input_shape, samples if samples is not None else load_samples(store, plan),
-                    manifest.config, start=start, verbose=verbose,
-                    compiled=compiled, callbacks=callbacks, progress=progress)
-    seconds = time.perf_counter() - began
-    store.write_json(timing_path(name), {name: seconds})  # outlives a kill before the run commits
-    return seconds
+                    manifest.config, start=start, verbose=verbose, compiled=compiled,
+                    callbacks=callbacks, progress=progress, before_commit=record)
+    return record()
+
+
+def _recorded_seconds(store: Store, name: str) -> float:
+    path = timing_path(name)
+    return store.read_json(path)[name] if store.exists(path) else 0.0
 
 
 def collect_seconds(store: Store, trained: dict[str, float]) -> dict[str, float]:

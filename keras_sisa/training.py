@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -117,7 +118,8 @@ class CompiledModels:
 def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input_shape: tuple,
                     samples: Samples, config: TrainingConfig, start: int = 0, verbose: int = 1,
                     compiled: CompiledModels | None = None, callbacks: tuple = (),
-                    progress: SliceProgress | None = None) -> ComponentState:
+                    progress: SliceProgress | None = None,
+                    before_commit: Callable[[], None] | None = None) -> ComponentState:
     """Trains component `name` over its slices from index `start`, checkpointing each one.
 
     Slice `start` begins from the checkpoint of slice `start - 1`, so `start > 0`
@@ -125,7 +127,8 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
     A caller training several components passes one `compiled` and one `progress` to all.
     `callbacks` (the user's) see every slice's fit, after ours, told the slice as
     `callbacks.for_slice` says; they observe the training: one that changes it (the
-    learning rate, the weights) breaks exactness.
+    learning rate, the weights) breaks exactness. `before_commit` runs before each slice's
+    checkpoint is written.
     """
     component = plan.component(name)
     slices = component.slices
@@ -155,6 +158,8 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
                   f"{len(replay_ids)} replayed, {len(outputs)} outputs", flush=True)
         if not trains(len(outputs)):
             state = dataclasses.replace(state, replay_ids=replay_ids.tolist(), history={"epochs": 0})
+            if before_commit:
+                before_commit()
             SliceCheckpoint(store, name, current.id, outputs, state.replay_ids).write(state)
             if progress:
                 progress.advance()
@@ -185,6 +190,8 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
         elif ema:
             # The average goes before the checkpoint, which saves the weights training ends on.
             fit_options["callbacks"].append(MovingAverage(ema))
+        if before_commit:
+            fit_options["callbacks"].append(keras.callbacks.LambdaCallback(on_train_end=lambda logs: before_commit()))
         checkpoint = SliceCheckpoint(store, name, current.id, outputs, replay_ids.tolist(), {
             "samples": len(all_rows), "validation_samples": len(validation), "steps_per_epoch": steps,
             "steps_per_round": fit_options.get("steps_per_epoch", steps)})
