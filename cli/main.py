@@ -213,6 +213,9 @@ def parse_only(text: str | None) -> str | None:
 @click.option("--tier-ema", default=TrainingConfig.tier_ema, show_default=True, type=float,
               help="Momentum of the moving average each owner-tier slice ends on; 0: off. It keeps the "
                    "accuracy that the tiers' short fits with little replay would cost.")
+@click.option("--check-ema", default=TrainingConfig.check_ema, show_default=True, type=float,
+              help="Momentum of a moving average of the weights that adaptive slices are checked on and "
+                   "keep; 0: off.")
 @click.option("--replay", type=click.Choice(["uniform", "loss"]), default="uniform", show_default=True)
 @click.option("--batch-size", default=TrainingConfig.batch_size, show_default=True, type=int, callback=positive,
               help="Batch size of the experts.")
@@ -237,9 +240,9 @@ def parse_only(text: str | None) -> str | None:
                    "(one job per component); then run fit once more to finish.")
 def fit(out, dataset, data_dir, test_dir, test_split, image_size, color_mode, npz, limit_per_class, shards,
         classes_per_slice, class_order, strategy, grouping, owner_tiers, slices, epochs, gate_epochs, tier_epochs,
-        anneals, anneal_factor, replay_ratio, gate_replay_ratio, tier_replay_ratio, tier_ema, replay, batch_size,
-        gate_batch_size, learning_rate, gate_learning_rate, gate_ema, seed, model_fn, gate_fn, threads, workers,
-        backend, ray_address, quiet, tensorboard, only) -> None:
+        anneals, anneal_factor, replay_ratio, gate_replay_ratio, tier_replay_ratio, tier_ema, check_ema, replay,
+        batch_size, gate_batch_size, learning_rate, gate_learning_rate, gate_ema, seed, model_fn, gate_fn, threads,
+        workers, backend, ray_address, quiet, tensorboard, only) -> None:
     """Train a SISA ensemble and write the run to --out; run it again to finish an interrupted fit."""
     verbose = verbosity(quiet, logged=2)
     only = parse_only(only)
@@ -271,7 +274,7 @@ def fit(out, dataset, data_dir, test_dir, test_split, image_size, color_mode, np
                           gate_epochs=gate_epochs, tier_epochs=tier_epochs, anneals=anneals,
                           anneal_factor=anneal_factor, replay_ratio=replay_ratio,
                           gate_replay_ratio=gate_replay_ratio, tier_replay_ratio=tier_replay_ratio, tier_ema=tier_ema,
-                          replay=replay, batch_size=batch_size,
+                          check_ema=check_ema, replay=replay, batch_size=batch_size,
                           gate_batch_size=gate_batch_size, learning_rate=learning_rate,
                           gate_learning_rate=gate_learning_rate, gate_ema=gate_ema, seed=seed,
                           threads=threads)
@@ -285,8 +288,8 @@ def fit(out, dataset, data_dir, test_dir, test_split, image_size, color_mode, np
 
 RUN_OPTIONS = ("shards", "classes_per_slice", "strategy", "grouping", "owner_tiers", "slices")
 RECIPE_OPTIONS = ("epochs", "gate_epochs", "tier_epochs", "anneals", "anneal_factor", "replay_ratio",
-                  "gate_replay_ratio", "tier_replay_ratio", "tier_ema", "replay", "batch_size", "gate_batch_size",
-                  "learning_rate", "gate_learning_rate", "gate_ema", "seed", "threads")
+                  "gate_replay_ratio", "tier_replay_ratio", "tier_ema", "check_ema", "replay", "batch_size",
+                  "gate_batch_size", "learning_rate", "gate_learning_rate", "gate_ema", "seed", "threads")
 
 
 def refuse_other_options(ctx: click.Context, out: str) -> None:
@@ -398,10 +401,11 @@ def recipe_text(config: dict) -> str:
         tiers += f"; owner tiers end on a weight average (momentum {config['tier_ema']:g})"
     annealing = (f", {config['anneals']} time(s) lowering the learning rate x{config['anneal_factor']:g} first"
                  if config["anneals"] else "")
+    averaged = f" (checking a weight average, momentum {config['check_ema']:g})" if config["check_ema"] else ""
     return (f"experts {epochs(config['epochs'])} epochs per slice at batch {config['batch_size']}, "
             f"gate {epochs(config['gate_epochs'])} at batch {config['gate_batch_size']}; auto: until the "
             f"held-out {100 * config['validation_share']:g}% has not improved for {config['patience']} epochs"
-            f"{annealing}{tiers}")
+            f"{averaged}{annealing}{tiers}")
 
 
 def slice_text(row: dict) -> str:

@@ -13,6 +13,7 @@ OPTIONS = (
     ("--tier-epochs", "tier_epochs", int, "Epochs of each owner-tier slice."),
     ("--tier-replay-ratio", "tier_replay_ratio", float, "Replayed samples per new one in an owner-tier slice."),
     ("--tier-ema", "tier_ema", float, "Momentum of the weight average an owner-tier slice ends on."),
+    ("--check-ema", "check_ema", float, "Momentum of the weight average adaptive slices are checked on."),
     ("--gate-ema", "gate_ema", float, "Momentum of the weight average a fixed-epoch gate slice ends on."),
     ("--anneals", "anneals", int, "Plateaus that lower an adaptive slice's learning rate before it stops."),
     ("--anneal-factor", "anneal_factor", float, "What each anneal multiplies the learning rate by."),

@@ -94,8 +94,54 @@ class MovingAverage(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self.average is not None:
-            for variable, value in zip(self.model.trainable_variables, self.average):
-                variable.assign(value)
+            self._assign(self.average)
+
+    def _assign(self, weights: list[np.ndarray]) -> None:
+        for variable, value in zip(self.model.trainable_variables, weights):
+            variable.assign(value)
+
+
+class CheckedAverage(MovingAverage):
+    """A moving average of the weights that the held-out check scores and early stopping
+    keeps, while training goes on from the raw weights (Polyak averaging).
+
+    Put it before `EarlyStopping(restore_best_weights=True)` (or `AnnealingEarlyStopping`):
+    at the end of each epoch the average is in the model, so the best epoch's weights are an
+    average, less noisy than the raw weights of a high learning rate; the next epoch trains
+    on from the raw ones, unless an anneal has put the best weights back.
+    """
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.raw: list[np.ndarray] | None = None
+
+    def _swap_in(self) -> None:
+        if self.average is not None and self.raw is None:
+            self.raw = [np.asarray(v) for v in self.model.trainable_variables]
+            self._assign(self.average)
+
+    def _swap_out(self) -> None:
+        if self.raw is not None:
+            self._assign(self.raw)
+            self.raw = None
+
+    def on_test_begin(self, logs=None):
+        self._swap_in()
+
+    def on_test_end(self, logs=None):
+        self._swap_out()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._swap_in()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        current = [np.asarray(v) for v in self.model.trainable_variables]
+        if self.raw is not None and not all(np.array_equal(c, a) for c, a in zip(current, self.average)):
+            self.raw, self.average = None, current  # an anneal restarted from the best weights: go on from them
+        self._swap_out()
+
+    def on_train_end(self, logs=None):
+        self.raw = None  # early stopping, after this callback, restores the best average
 
 
 class SliceTensorBoard(keras.callbacks.TensorBoard):

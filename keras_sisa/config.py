@@ -28,6 +28,7 @@ class Recipe(NamedTuple):
     anneal_factor: float = 0.1
     tier_replay_ratio: float | None = None
     tier_ema: float = 0.0
+    check_ema: float = 0.0
 
     @property
     def adaptive(self) -> bool:
@@ -126,6 +127,10 @@ class TrainingConfig:
     #: its weights with this momentum (there it takes `gate_ema`'s place); 0 turns it off.
     #: Less replay leaves a tier slice on noisier weights, which the average takes back.
     tier_ema: float = 0.9
+    #: Adaptive slices score, and keep, a moving average of their weights with this momentum
+    #: (sampled every 4 batches) rather than the raw weights, whose noise at a high
+    #: learning rate makes where training stops a draw; 0 turns it off.
+    check_ema: float = 0.0
     #: The seed every random choice derives from, with the component and slice.
     seed: int = 0
     #: TensorFlow's thread-pool size while training (default: this machine's cores); it
@@ -164,7 +169,7 @@ class TrainingConfig:
             raise InputError(f"Expected anneals (--anneals) to be zero or a positive whole number, got {self.anneals!r}.")
         if not 0 < self.anneal_factor < 1:
             raise InputError(f"Expected anneal_factor (--anneal-factor) above 0 and below 1, got {self.anneal_factor!r}.")
-        for name in ("gate_ema", "tier_ema"):
+        for name in ("gate_ema", "tier_ema", "check_ema"):
             if not 0 <= getattr(self, name) < 1:
                 raise InputError(f"Expected {name} (--{name.replace('_', '-')}) from 0 (off) to below 1, "
                                  f"got {getattr(self, name)!r}.")
@@ -183,10 +188,11 @@ class TrainingConfig:
     def from_manifest(cls, fields: dict) -> TrainingConfig:
         """The config a run was fitted with, filling in what older runs did before a field existed:
         unpadded heads, the gate on the experts' batch size and learning rate, no averaging,
-        owner tiers trained like the other slices, no annealing, no tier average."""
+        owner tiers trained like the other slices, no annealing, no tier or checked average."""
         older = {"head_width": 1, "gate_batch_size": fields["batch_size"],
                  "gate_learning_rate": fields["learning_rate"], "gate_ema": 0.0, "tier_epochs": None,
-                 "anneals": 0, "tier_replay_ratio": None, "tier_ema": 0.0}
+                 "anneals": 0, "tier_replay_ratio": None, "tier_ema": 0.0,
+                 "check_ema": 0.0}
         return cls(**{**older, **fields})
 
     def recipe(self, is_gate: bool) -> Recipe:
@@ -195,10 +201,10 @@ class TrainingConfig:
             return Recipe(self.gate_epochs, self.gate_replay_ratio, self.gate_batch_size,
                           self.gate_learning_rate, self.gate_ema, self.patience, self.max_epochs,
                           self.check_steps, self.tier_epochs, self.anneals, self.anneal_factor,
-                          self.tier_replay_ratio, self.tier_ema)
+                          self.tier_replay_ratio, self.tier_ema, self.check_ema)
         return Recipe(self.epochs, self.replay_ratio, self.batch_size, self.learning_rate, 0.0,
                       self.patience, self.max_epochs, self.check_steps, self.tier_epochs, self.anneals,
-                      self.anneal_factor, self.tier_replay_ratio, self.tier_ema)
+                      self.anneal_factor, self.tier_replay_ratio, self.tier_ema, self.check_ema)
 
 
 def _positive_whole(value) -> bool:

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from keras_sisa import holdout, internals, replay
 from keras_sisa.batches import ordered_batches, shuffled_batches
-from keras_sisa.callbacks import AnnealingEarlyStopping, MovingAverage, for_slice
+from keras_sisa.callbacks import AnnealingEarlyStopping, CheckedAverage, MovingAverage, for_slice
 from keras_sisa.checkpoints import INITIAL, SliceCheckpoint, read_state
 from keras_sisa.config import TrainingConfig
 from keras_sisa.models import ComponentState, ModelFn, outputs_probabilities
@@ -185,6 +185,8 @@ def train_component(store: Store, plan: Plan, name: str, builder: ModelFn, input
                 validation_data=ordered_batches(
                     samples.x[validation], _targets(samples, validation, outputs, shard_of),
                     _balanced_weights(samples.y[validation]) if config.balance else None, VALIDATION_BATCH))
+            if recipe.check_ema:
+                fit_options["callbacks"].append(CheckedAverage(recipe.check_ema))
             fit_options["callbacks"].append(AnnealingEarlyStopping(
                 recipe.patience, recipe.anneals, recipe.anneal_factor))
         elif ema:

@@ -44,6 +44,7 @@ def test_info_prints_a_readable_summary(fitted):
     (["--gate-ema", "1"], "gate_ema (--gate-ema) from 0 (off) to below 1"),
     (["--tier-replay-ratio", "-1"], "tier_replay_ratio (--tier-replay-ratio) to be zero or more"),
     (["--tier-ema", "1"], "tier_ema (--tier-ema) from 0 (off) to below 1"),
+    (["--check-ema", "-0.1"], "check_ema (--check-ema) from 0 (off) to below 1"),
     (["--npz", "missing.npz"], "No such npz file"),
 ])
 def test_bad_fit_options_print_one_line_exit_2_and_write_nothing(small_npz, tmp_path, args, message):

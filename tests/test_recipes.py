@@ -37,9 +37,9 @@ def test_adaptive_slices_stop_on_held_out_loss_and_keep_their_best_round(small, 
     assert gate["steps_per_round"] == 2 and gate["samples"] == len(small.y_train) - 24  # 6 held out per class
 
 
-@pytest.mark.parametrize("anneals", [0, 1])
-def test_forgetting_a_held_out_image_matches_a_fit_without_it(small, tmp_path, anneals):
-    recipe = dict(ADAPTIVE, anneals=anneals)
+@pytest.mark.parametrize("options", [{}, {"anneals": 1}, {"check_ema": 0.5, "anneals": 1}])
+def test_forgetting_a_held_out_image_matches_a_fit_without_it(small, tmp_path, options):
+    recipe = dict(ADAPTIVE, **options)
     sisa = fit_small(tmp_path / "run", small, **recipe)
     plan = sisa.plan
     victim = held_out_ids(sisa, plan.gate)[0]
@@ -63,17 +63,21 @@ def test_explicit_epochs_override_the_adaptive_default(small_npz, tmp_path):
     assert "experts 2 epochs per slice" in info.output and "(2 rounds" in info.output
 
 
-def test_anneals_are_a_recipe_flag_that_info_shows_and_older_runs_go_without(small_npz, tmp_path):
+def test_anneals_and_checked_averages_are_recipe_flags_that_info_shows_and_older_runs_go_without(
+        small_npz, tmp_path):
     run = str(tmp_path / "run")
     auto = ["--epochs", "auto", "--gate-epochs", "auto"]
     result = CliRunner().invoke(main, ["fit", "--npz", small_npz, *TINY, *auto, "--anneals", "1",
-                                       "--anneal-factor", "0.3", "--out", run])
+                                       "--anneal-factor", "0.3", "--check-ema", "0.9", "--out", run])
     assert result.exit_code == 0, result.output
-    assert keras_sisa.load(run).config.anneals == 1 and keras_sisa.load(run).config.anneal_factor == 0.3
-    assert "1 time(s) lowering the learning rate x0.3" in CliRunner().invoke(main, ["info", run]).output
+    config = keras_sisa.load(run).config
+    assert (config.anneals, config.anneal_factor, config.check_ema) == (1, 0.3, 0.9)
+    info = CliRunner().invoke(main, ["info", run]).output
+    assert "1 time(s) lowering the learning rate x0.3" in info and "weight average, momentum 0.9" in info
     bad = CliRunner().invoke(main, ["fit", "--npz", small_npz, *TINY, "--anneals", "-1", "--out", str(tmp_path / "b")])
     assert bad.exit_code == 2 and "anneals" in bad.output and not (tmp_path / "b").exists()
-    assert keras_sisa.TrainingConfig.from_manifest({"batch_size": 32, "learning_rate": 1e-3}).anneals == 0
+    older = keras_sisa.TrainingConfig.from_manifest({"batch_size": 32, "learning_rate": 1e-3})
+    assert older.anneals == 0 and older.check_ema == 0
 
 
 def test_default_flags_on_100_images_per_class_reach_the_plain_cnns_floor(fashion, tmp_path):

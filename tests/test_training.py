@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_sisa.callbacks import AnnealingEarlyStopping, MovingAverage
+from keras_sisa.callbacks import AnnealingEarlyStopping, CheckedAverage, MovingAverage
 from keras_sisa.errors import InputError
 from keras_sisa.models import PADDING_BIAS, ComponentState, strided_gate
 from keras_sisa.config import TrainingConfig
@@ -122,6 +122,23 @@ def test_annealing_early_stopping_without_anneals_is_keras_early_stopping(small)
                                                                                   restore_best_weights=True))
     assert our_losses == their_losses
     assert all(np.array_equal(a, b) for a, b in zip(ours.get_weights(), theirs.get_weights()))
+
+
+def test_checked_average_is_what_early_stopping_scores_and_keeps(small):
+    raw = WeightLog()
+    model, losses = fit_to_a_plateau(small, raw, CheckedAverage(0.8, every=1),
+                                     keras.callbacks.EarlyStopping(patience=2, restore_best_weights=True))
+    steps = -(-len(small.y_train) // 32)
+    averages, average = [], None
+    for k, weights in enumerate(raw.weights, 1):  # training goes on from the raw weights
+        average = weights if average is None else [0.8 * a + 0.2 * w for a, w in zip(average, weights)]
+        if k % steps == 0:
+            averages.append(average)
+    best = int(np.argmin(losses))
+    final = [np.asarray(v) for v in model.trainable_variables]
+    assert len(averages) == len(losses) < 40
+    assert all(np.allclose(f, a) for f, a in zip(final, averages[best]))
+    assert model.evaluate(small.x_test, small.y_test, verbose=0) == pytest.approx(losses[best], rel=1e-5)
 
 
 def test_users_callbacks_see_every_slice_of_fit_and_forget(small, tmp_path):
