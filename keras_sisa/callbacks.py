@@ -120,25 +120,21 @@ class CheckedAverage(MovingAverage):
             self.raw = [np.asarray(v) for v in self.model.trainable_variables]
             self._assign(self.average)
 
-    def _swap_out(self) -> None:
-        if self.raw is not None:
-            self._assign(self.raw)
-            self.raw = None
-
     def on_test_begin(self, logs=None):
-        self._swap_in()
-
-    def on_test_end(self, logs=None):
-        self._swap_out()
+        self._swap_in()  # the check scores the average; it stays in for early stopping, next
 
     def on_epoch_end(self, epoch, logs=None):
         self._swap_in()
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self.raw is None:
+            return
         current = [np.asarray(v) for v in self.model.trainable_variables]
-        if self.raw is not None and not all(np.array_equal(c, a) for c, a in zip(current, self.average)):
-            self.raw, self.average = None, current  # an anneal restarted from the best weights: go on from them
-        self._swap_out()
+        if all(np.array_equal(c, a) for c, a in zip(current, self.average)):
+            self._assign(self.raw)  # train on from the raw weights
+        else:  # an anneal restarted from the best weights: go on from them
+            self.average = current
+        self.raw = None
 
     def on_train_end(self, logs=None):
         self.raw = None  # early stopping, after this callback, restores the best average
