@@ -375,8 +375,8 @@ def info_text(details: dict) -> None:
     click.echo("expected forget training time: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in costs))
     owners = details.get("expected_owner_forget_seconds")
     if owners:
-        click.echo(f"  one owner: median {owners['median']:.1f} s, 90th percentile {owners['p90']:.1f} s "
-                   f"over {owners['owners']} owners")
+        click.echo(f"  one owner: median {owners['median']:.1f} s, 90th percentile {owners['p90']:.1f} s, "
+                   f"most {owners['max']:.1f} s over {owners['owners']} owners")
     pending = details["pending_forget"]
     if pending:
         click.echo(f"  PENDING forget {pending['id']} of {pending['deleted_count']} images"

@@ -12,7 +12,17 @@ def stamp(benchmark: str) -> dict:
     """The fields every result file starts with, so a figure always names where it was measured."""
     return {"benchmark": benchmark,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-            "date": time.strftime("%Y-%m-%d")}
+            "cpu": cpu_model(), "date": time.strftime("%Y-%m-%d")}
+
+
+def cpu_model() -> str:
+    """The processor's name from /proc/cpuinfo (Linux), else what `platform` knows of it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    except OSError:
+        names = []
+    return names[0] if names else platform.processor() or "unknown"
 
 
 def write(path: str, result: dict) -> None:

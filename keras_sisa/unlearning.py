@@ -91,14 +91,14 @@ def owner_images(run: Run, owners) -> tuple[set[int], list[dict]]:
 
 
 def expected_owner_seconds(run: Run, histories: dict | None = None) -> dict | None:
-    """The training seconds forgetting one owner should take: median and 90th percentile
-    over the run's owners (`costs.owner_seconds`); None for a run fitted without owners."""
+    """The training seconds forgetting one owner should take: mean, median, 90th percentile
+    and most over the run's owners (`costs.owner_seconds`); None for a run fitted without owners."""
     if run.manifest.owner_salt is None:
         return None
     owners, ids = load_owners(run.store, run.plan)
     seconds = costs.owner_seconds(run.plan, owners, ids, _slice_prices(run, histories))
     return {"owners": len(seconds), "median": float(np.median(seconds)), "p90": float(np.percentile(seconds, 90)),
-            "mean": float(np.mean(seconds))}
+            "mean": float(np.mean(seconds)), "max": float(np.max(seconds))}
 
 
 def forget(run: Run, classes=(), samples=(), verbose: int = 1, execution: Execution = Execution(),

@@ -118,6 +118,16 @@ def test_a_small_owner_rewinds_only_the_last_slices(owned, small, people, tmp_pa
                                       for r in receipt["rewound"].values())
 
 
+def test_info_prices_the_largest_owner_at_a_whole_gate_refit(owned, people):
+    expected = owned.info()["expected_owner_forget_seconds"]
+    slices = owned.histories()
+    gate = sum(h["seconds"] for h in slices["gate"].values())
+    everything = sum(h.get("seconds", 0.0) for component in slices.values() for h in component.values())
+    assert expected["owners"] == len(set(people))
+    assert expected["median"] <= expected["p90"] <= expected["max"]
+    assert gate <= expected["max"] <= everything
+
+
 def test_adaptive_runs_train_owner_tiers_a_fixed_short_fit(small, people, tmp_path):
     """With the adaptive recipe every core slice stops on its held-out loss, but an owner tier
     trains `tier_epochs` on all of its images; a small owner's forget still equals a refit."""
