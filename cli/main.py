@@ -153,7 +153,7 @@ def parse_tiers(text: str | None) -> list[float] | None:
     try:
         return [float(part) for part in text.split(",")]
     except ValueError:
-        raise InputError(f"Expected --owner-tiers as shares like 0.15,0.05 or 'none', got {text!r}.") from None
+        raise InputError(f"Expected --owner-tiers as shares like 0.25,0.1,0.05 or 'none', got {text!r}.") from None
 
 
 def parse_only(text: str | None) -> str | None:
@@ -187,7 +187,7 @@ def parse_only(text: str | None) -> str | None:
               help="Put look-alike classes in one shard, or deal classes to the lightest shard.")
 @click.option("--owner-tiers", default=None,
               help="Image shares of the slices after each expert's core, smallest owners last "
-                   "(default with owners: 0.15,0.05; 'none' for no tiers).")
+                   "(default with owners: 0.25,0.1,0.05; 'none' for no tiers).")
 @click.option("--slices", default=4, show_default=True, type=int, callback=positive,
               help="Slices per shard with --strategy random.")
 @click.option("--epochs", default="auto", show_default=True, callback=epoch_schedule,

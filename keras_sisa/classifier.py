@@ -64,7 +64,7 @@ class SISAClassifier:
             strategy: "class" (class-isolated shards and a gate) or "random" (original SISA,
                 `slices` slices per shard).
             grouping: "similar" (look-alike classes share a shard) or "dealt" (by class size).
-            owner_tiers: image shares of the smallest owners' slices; None: 0.15, 0.05 with owners.
+            owner_tiers: image shares of the smallest owners' slices; None: 0.25, 0.1, 0.05 with owners.
             config: a `TrainingConfig`, or its fields as keyword arguments (epochs, seed, ...).
         """
         if strategy not in STRATEGIES:

@@ -20,7 +20,7 @@ from keras_sisa.errors import InputError
 from keras_sisa.seeds import seed_for
 
 # The image shares of the slices that follow each component's core, smallest owners last.
-DEFAULT_TIERS = (0.15, 0.05)
+DEFAULT_TIERS = (0.25, 0.1, 0.05)
 # The least share of each class that owner tiers leave in the core slices.
 MIN_CORE_SHARE = 0.5
 

@@ -12,10 +12,14 @@ from conftest import TINY, fit_small, read_manifest, run_cli, run_digests, start
 import keras_sisa
 from keras_sisa import InputError, data, load, owners as owner_ids
 from keras_sisa.cli.main import main
+from keras_sisa.plan import TIER_PREFIX
 from test_data import write_folder
 from test_parallel import PLACEMENTS
 from test_reliability import kill_when
 from test_unlearning import digests, refit_without, stored_image_hashes
+
+# The owner-tier slices of a run fitted with owners and the default tiers: o1, o2, ...
+TIERS = [f"{TIER_PREFIX}{k}" for k in range(1, len(owner_ids.DEFAULT_TIERS) + 1)]
 
 
 def skewed_owners(count: int, seed: int = 0) -> list[str]:
@@ -69,7 +73,7 @@ def test_tiers_leave_every_class_at_least_half_its_images_in_the_core():
 def test_plan_gives_each_expert_owner_slices_that_the_gate_leaves_out(owned, small, people):
     small_ids = images_of(small, people, *by_size(people)[-20:])
     for expert in owned.plan.experts:
-        assert [s.id for s in expert.slices][-2:] == ["o1", "o2"]
+        assert [s.id for s in expert.slices][-len(TIERS):] == TIERS
     gate = owned.plan.gate
     tier_ids = {i for e in owned.plan.experts for s in e.slices if s.id.startswith("o") for i in s.sample_ids}
     assert small_ids & tier_ids and not tier_ids & set(gate.sample_ids)
@@ -80,16 +84,17 @@ def test_one_class_shards_give_their_owner_slices_to_the_gate(small, people, tmp
     a small owner there rewinds only those, and the forget still equals a refit."""
     sisa = fit_small(tmp_path / "run", small, owners=people, shards=len(small.class_names))
     gate = sisa.plan.gate
-    assert [s.id for s in gate.slices][-2:] == ["o1", "o2"]
-    tiers = {"o1": set(), "o2": set()}
+    assert [s.id for s in gate.slices][-len(TIERS):] == TIERS
+    tiers = {tier: set() for tier in TIERS}
     for s in (s for e in sisa.plan.experts for s in e.slices if s.id in tiers):
         tiers[s.id] |= set(s.sample_ids)
-    assert {s.id: set(s.sample_ids) for s in gate.slices[-2:]} == tiers
+    assert {s.id: set(s.sample_ids) for s in gate.slices[-len(TIERS):]} == tiers
     plan, last = sisa.plan, set(gate.slices[-1].sample_ids)
     who = next(p for p in by_size(people)[::-1] if images_of(small, people, p) <= last)
     deleted = images_of(small, people, who)
     receipt = sisa.forget(owners=[who], verbose=0, audit=False)
-    assert receipt["rewound"]["gate"] == {"to_slice": "o1", "retrained_slices": 1, "of_slices": 3}
+    assert receipt["rewound"]["gate"] == {"to_slice": TIERS[-2], "retrained_slices": 1,
+                                          "of_slices": len(TIERS) + 1}
     refit = refit_without(small, tmp_path, plan.without(deleted), deleted, shards=len(small.class_names))
     assert digests(sisa) == digests(refit)
 
@@ -114,8 +119,8 @@ def test_a_small_owner_rewinds_only_the_last_slices(owned, small, people, tmp_pa
     who = next(p for p in by_size(people)[::-1] if images_of(small, people, p) <= last)
     receipt = sisa.forget(owners=[who], verbose=0)
     assert "gate" not in receipt["rewound"]
-    assert receipt["rewound"] and all(r == {"to_slice": "o1", "retrained_slices": 1, "of_slices": 4}
-                                      for r in receipt["rewound"].values())
+    last_only = {"to_slice": TIERS[-2], "retrained_slices": 1, "of_slices": len(TIERS) + 2}
+    assert receipt["rewound"] and all(r == last_only for r in receipt["rewound"].values())
 
 
 def test_info_prices_the_largest_owner_at_a_whole_gate_refit(owned, people):
