@@ -4,10 +4,10 @@ For each tier setting, fits the default ensemble on Fashion-MNIST (`--limit-per-
 images per class, 0 for all) with owners assigned as in `benchmark_requests.py`, and
 records accuracy, routing accuracy, fit time, and the expected training seconds of
 forgetting one owner (`keras-sisa info`: each slice priced at what it took to fit) as
-mean, median, 90th percentile and most over owners, each divided by the early-stopped plain
-CNN's fit time. `--dev-share` scores on a seeded share of each class carved from the
-training images instead of the test split, for choosing a setting without looking at
-the test set.
+mean, median, 90th percentile and most over owners, each divided by the early-stopped
+plain CNN's fit time. `--dev-share` scores on a seeded share of each class carved from
+the training images instead of the test split, for choosing a setting without looking
+at the test set.
 
     python examples/benchmark_owner_tiers.py --out results/benchmark_owner_tiers.json
     python examples/benchmark_owner_tiers.py --limit-per-class 0 --owners 3000 --dev-share 0.1 \
