@@ -187,7 +187,8 @@ def parse_only(text: str | None) -> str | None:
               help="Put look-alike classes in one shard, or deal classes to the lightest shard.")
 @click.option("--owner-tiers", default=None,
               help="Image shares of the slices after each expert's core, smallest owners last "
-                   "(default with owners: 0.25,0.1,0.05; 'none' for no tiers).")
+                   "(default with owners: those of 0.25,0.1,0.05 that hold 750 images or more; "
+                   "'none' for no tiers).")
 @click.option("--slices", default=4, show_default=True, type=int, callback=positive,
               help="Slices per shard with --strategy random.")
 @click.option("--epochs", default="auto", show_default=True, callback=epoch_schedule,
@@ -375,8 +376,9 @@ def info_text(details: dict) -> None:
     click.echo("expected forget training time: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in costs))
     owners = details.get("expected_owner_forget_seconds")
     if owners:
+        tiers = ", ".join(f"{t:g}" for t in details["owner_tiers"]) or "none"
         click.echo(f"  one owner: median {owners['median']:.1f} s, 90th percentile {owners['p90']:.1f} s, "
-                   f"most {owners['max']:.1f} s over {owners['owners']} owners")
+                   f"most {owners['max']:.1f} s over {owners['owners']} owners (owner tiers {tiers})")
     pending = details["pending_forget"]
     if pending:
         click.echo(f"  PENDING forget {pending['id']} of {pending['deleted_count']} images"

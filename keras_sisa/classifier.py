@@ -64,7 +64,8 @@ class SISAClassifier:
             strategy: "class" (class-isolated shards and a gate) or "random" (original SISA,
                 `slices` slices per shard).
             grouping: "similar" (look-alike classes share a shard) or "dealt" (by class size).
-            owner_tiers: image shares of the smallest owners' slices; None: 0.25, 0.1, 0.05 with owners.
+            owner_tiers: image shares of the smallest owners' slices; None: with owners, those of
+                0.25, 0.1, 0.05 that hold at least 750 images (`owners.default_tiers`).
             config: a `TrainingConfig`, or its fields as keyword arguments (epochs, seed, ...).
         """
         if strategy not in STRATEGIES:
@@ -372,6 +373,7 @@ class SISAClassifier:
             "fit_seconds": manifest.fit_seconds,
             "expected_forget_seconds": unlearning.expected_forget_seconds(self.run, histories),
             "expected_owner_forget_seconds": unlearning.expected_owner_seconds(self.run, histories),
+            "owner_tiers": manifest.options.get("owner_tiers") or [],
             "recipe": self.recipe(histories),
             "receipts": [{k: r[k] for k in ("id", "time", "classes", "deleted_count", "rewound")}
                          | {"owners": len(r.get("owners", [])), "seconds": r["seconds"]["total"],
@@ -385,7 +387,8 @@ class SISAClassifier:
         small owners' images in each expert's last slices."""
         o = self.options
         if o["owner_tiers"] is None:
-            o["owner_tiers"] = list(owner_ids.DEFAULT_TIERS) if data.owners is not None else []
+            owned = data.owners is not None
+            o["owner_tiers"] = list(owner_ids.default_tiers(len(data.y_train))) if owned else []
         if o["strategy"] == "random":
             return plans.random_plan(data.y_train, data.ids, o["shards"] or plans.RANDOM_SHARDS, o["slices"],
                                      self._config.seed)

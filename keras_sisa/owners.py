@@ -21,6 +21,9 @@ from keras_sisa.seeds import seed_for
 
 # The image shares of the slices that follow each component's core, smallest owners last.
 DEFAULT_TIERS = (0.25, 0.1, 0.05)
+# The fewest images a default tier holds: a smaller one trains too few steps in its fixed
+# epochs to learn its images, and costs accuracy (docs/benchmarks.md, 2026-12-07).
+MIN_TIER_IMAGES = 750
 # The least share of each class that owner tiers leave in the core slices.
 MIN_CORE_SHARE = 0.5
 
@@ -102,6 +105,12 @@ def check_tiers(tiers) -> tuple[float, ...]:
         raise InputError(f"Expected owner_tiers (--owner-tiers) to be shares above 0 that sum to below 1, "
                          f"got {tiers}.")
     return tiers
+
+
+def default_tiers(count: int) -> tuple[float, ...]:
+    """The DEFAULT_TIERS that hold at least MIN_TIER_IMAGES of `count` training images:
+    all three from 15,000 images, none below 3,000."""
+    return tuple(t for t in DEFAULT_TIERS if t * count >= MIN_TIER_IMAGES)
 
 
 def tiers_of(owner_keys: list[str], labels: np.ndarray, tiers: tuple[float, ...], seed: int) -> np.ndarray:

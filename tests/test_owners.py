@@ -18,8 +18,10 @@ from test_parallel import PLACEMENTS
 from test_reliability import kill_when
 from test_unlearning import digests, refit_without, stored_image_hashes
 
-# The owner-tier slices of a run fitted with owners and the default tiers: o1, o2, ...
-TIERS = [f"{TIER_PREFIX}{k}" for k in range(1, len(owner_ids.DEFAULT_TIERS) + 1)]
+# The default tiers, which the test data is too small to get by default, and their slices: o1, o2, ...
+OWNER_TIERS = owner_ids.DEFAULT_TIERS
+TIER_FLAGS = ["--owner-tiers", ",".join(str(t) for t in OWNER_TIERS)]
+TIERS = [f"{TIER_PREFIX}{k}" for k in range(1, len(OWNER_TIERS) + 1)]
 
 
 def skewed_owners(count: int, seed: int = 0) -> list[str]:
@@ -35,8 +37,8 @@ def people(small):
 
 @pytest.fixture(scope="session")
 def owned(small, people, tmp_path_factory):
-    """A fitted run whose images carry owners (default owner tiers)."""
-    return fit_small(tmp_path_factory.mktemp("owned") / "run", small, owners=people)
+    """A fitted run whose images carry owners, in the default owner tiers."""
+    return fit_small(tmp_path_factory.mktemp("owned") / "run", small, owners=people, owner_tiers=OWNER_TIERS)
 
 
 def copy(run, tmp_path, name="copy"):
@@ -58,6 +60,15 @@ def test_tiers_put_the_smallest_owners_last():
     tiers = owner_ids.tiers_of(keys, np.zeros(len(keys)), (0.2, 0.12), seed=0)
     assert set(tiers[:50]) == {0}
     assert set(tiers[50:62]) == {1} and set(tiers[62:]) == {2}
+
+
+def test_default_tiers_are_those_that_hold_enough_images():
+    """A tier too small to learn from in its fixed epochs is left out; small data gets none."""
+    assert owner_ids.default_tiers(60_000) == owner_ids.DEFAULT_TIERS
+    assert owner_ids.default_tiers(10_000) == (0.25, 0.1)
+    assert owner_ids.default_tiers(2_999) == ()
+    for count in (3_000, 7_500, 15_000):
+        assert min(t * count for t in owner_ids.default_tiers(count)) >= owner_ids.MIN_TIER_IMAGES
 
 
 def test_tiers_leave_every_class_at_least_half_its_images_in_the_core():
@@ -82,7 +93,8 @@ def test_plan_gives_each_expert_owner_slices_that_the_gate_leaves_out(owned, sma
 def test_one_class_shards_give_their_owner_slices_to_the_gate(small, people, tmp_path):
     """A one-class expert is constant, so its tier images train the gate, in the gate's last slices;
     a small owner there rewinds only those, and the forget still equals a refit."""
-    sisa = fit_small(tmp_path / "run", small, owners=people, shards=len(small.class_names))
+    sisa = fit_small(tmp_path / "run", small, owners=people, owner_tiers=OWNER_TIERS,
+                     shards=len(small.class_names))
     gate = sisa.plan.gate
     assert [s.id for s in gate.slices][-len(TIERS):] == TIERS
     tiers = {tier: set() for tier in TIERS}
@@ -137,7 +149,7 @@ def test_adaptive_runs_train_owner_tiers_a_fixed_short_fit(small, people, tmp_pa
     """With the adaptive recipe every core slice stops on its held-out loss, but an owner tier
     trains `tier_epochs` on all of its images; a small owner's forget still equals a refit."""
     adaptive = dict(epochs=None, gate_epochs=None, max_epochs=6, patience=1, check_steps=2, tier_epochs=1)
-    sisa = fit_small(tmp_path / "run", small, owners=people, **adaptive)
+    sisa = fit_small(tmp_path / "run", small, owners=people, owner_tiers=OWNER_TIERS, **adaptive)
     slices = sisa.recipe()["slices"]
     tiers = [row for rows in slices.values() for row in rows if row["slice"].startswith("o") and row["rounds"]]
     core = [row for rows in slices.values() for row in rows if not row["slice"].startswith("o") and row["rounds"]]
@@ -162,7 +174,8 @@ def test_runs_fitted_before_tier_epochs_keep_training_their_tiers_adaptively():
 
 
 def test_tier_replay_and_average_set_how_owner_tiers_train_and_forgets_still_match_a_refit(small, people, tmp_path):
-    sisa = fit_small(tmp_path / "run", small, owners=people, tier_replay_ratio=0.5, tier_ema=0.9)
+    sisa = fit_small(tmp_path / "run", small, owners=people, owner_tiers=OWNER_TIERS, tier_replay_ratio=0.5,
+                     tier_ema=0.9)
     slices = sisa.recipe()["slices"]
     for component in sisa.plan.components:
         sizes = [len(s.sample_ids) for s in component.slices]
@@ -173,6 +186,7 @@ def test_tier_replay_and_average_set_how_owner_tiers_train_and_forgets_still_mat
     assert any(row["rounds"] and row["slice"] == "o2" for rows in slices.values() for row in rows)
     info = CliRunner().invoke(main, ["info", sisa.directory]).output
     assert "owner tiers replay 0.5 per new image" in info and "weight average (momentum 0.9)" in info
+    assert "(owner tiers 0.25, 0.1, 0.05)" in info
     plan, last = sisa.plan, {i for e in sisa.plan.experts for i in e.slices[-1].sample_ids}
     who = next(p for p in by_size(people)[::-1] if images_of(small, people, p) <= last)
     deleted = images_of(small, people, who)
@@ -228,7 +242,7 @@ def test_cli_npz_owners_forget_by_owner_and_owners_file(small, people, tmp_path)
     result = CliRunner().invoke(main, ["fit", "--npz", npz, *TINY, "--out", run])
     assert result.exit_code == 0, result.output
     info = CliRunner().invoke(main, ["info", run])
-    assert "one owner: median" in info.output
+    assert "one owner: median" in info.output and "(owner tiers none)" in info.output  # too few images for one
     listing = tmp_path / "owners.txt"
     listing.write_text(f"{by_size(people)[-1]}\n\n{by_size(people)[-2]}\n")
     result = CliRunner().invoke(main, ["forget", run, "--owner", by_size(people)[-3], "--owners", str(listing)])
@@ -257,6 +271,7 @@ def test_folder_owners_csv_and_their_test_images(small, tmp_path):
     train_owners, test_owners = set(loaded.owners), set(loaded.test_owners)
     assert {"ann", "bob"} <= train_owners | test_owners and None in train_owners
     sisa = fit_small(tmp_path / "run", loaded, owners=loaded.owners, test_owners=loaded.test_owners)
+    assert sisa.options["owner_tiers"] == [] and not any(s.is_tier for c in sisa.plan.components for s in c.slices)
     held = sum(o == "ann" for o in loaded.test_owners)
     before = len(sisa.store.read_arrays("data/test.npz")["y"])
     sisa.forget(owners=["ann"], verbose=0)
@@ -273,7 +288,7 @@ def test_owner_forget_in_workers_or_ray_gives_the_same_bits(placement, small, pe
     runs = {}
     for name, placed in (("sequential", []), ("placed", PLACEMENTS[placement])):
         runs[name] = str(tmp_path / name)
-        assert run_cli("fit", "--npz", npz, *TINY, *placed, "--out", runs[name]).returncode == 0
+        assert run_cli("fit", "--npz", npz, *TINY, *TIER_FLAGS, *placed, "--out", runs[name]).returncode == 0
         forgot = run_cli("forget", runs[name], "--owner", by_size(people)[0], "--owner", by_size(people)[-1], *placed)
         assert forgot.returncode == 0, forgot.stderr
     assert run_digests(runs["sequential"]) == run_digests(runs["placed"])
@@ -283,7 +298,7 @@ def test_owner_forget_in_workers_or_ray_gives_the_same_bits(placement, small, pe
 def test_an_owner_forget_killed_after_its_purge_is_finished_and_never_undone(small, people, tmp_path):
     npz = write_npz(tmp_path / "owned.npz", small, owners=np.array(people))
     fitted, killed = str(tmp_path / "fitted"), str(tmp_path / "killed")
-    assert run_cli("fit", "--npz", npz, *TINY, "--out", fitted).returncode == 0
+    assert run_cli("fit", "--npz", npz, *TINY, *TIER_FLAGS, "--out", fitted).returncode == 0
     shutil.copytree(fitted, killed)
     who = by_size(people)[0]
     assert run_cli("forget", fitted, "--owner", who).returncode == 0
