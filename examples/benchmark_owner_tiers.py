@@ -7,7 +7,8 @@ forgetting one owner (`keras-sisa info`: each slice priced at what it took to fi
 mean, median, 90th percentile and most over owners, each divided by the early-stopped
 plain CNN's fit time. `--dev-share` scores on a seeded share of each class carved from
 the training images instead of the test split, for choosing a setting without looking
-at the test set.
+at the test set. `--variant tinted` or `16x16` takes the accuracy benchmark's colour or
+small images instead.
 
     python examples/benchmark_owner_tiers.py --out results/benchmark_owner_tiers.json
     python examples/benchmark_owner_tiers.py --limit-per-class 0 --owners 3000 --dev-share 0.1 \
@@ -28,10 +29,13 @@ from keras_sisa import data as sources
 
 import monolithic as baseline
 import plan_options
+from benchmark_accuracy import shrunk, tinted
 from benchmark_requests import assign_owners
 import result_file
 
 SETTINGS = "none;0.05;0.15,0.05;0.3,0.15,0.05"
+#: The image variants of the accuracy benchmark's rows.
+VARIANTS = {"grey": lambda d: d, "tinted": lambda d: tinted(d, 0), "16x16": shrunk}
 
 
 def main() -> None:
@@ -43,11 +47,13 @@ def main() -> None:
     parser.add_argument("--settings", default=SETTINGS, help="Tier settings, `;`-separated; `none` for no tiers.")
     parser.add_argument("--dev-share", type=float, default=None,
                         help="Score on this share of the training images, held out, instead of the test split.")
+    parser.add_argument("--variant", choices=VARIANTS, default="grey",
+                        help="Images as they are, padded to 32x32 and tinted, or shrunk to 16x16.")
     parser.add_argument("--seed", type=int, default=0)
     plan_options.add_to(parser)
     args = parser.parse_args()
 
-    dataset = sources.load(limit=args.limit_per_class or None)
+    dataset = VARIANTS[args.variant](sources.load(limit=args.limit_per_class or None))
     if args.dev_share:
         dataset = dev_split(dataset, args.dev_share, args.seed)
     owners = args.owners or args.owners_per_class * len(dataset.class_names)
@@ -72,7 +78,7 @@ def main() -> None:
         print(f"tiers {name}: {100 * evaluation['accuracy']:.2f}%, owner mean {rows[-1]['owner_mean_ratio']:.3f}x",
               flush=True)
     result = {**result_file.stamp("owner_tiers"),
-              "dataset": f"fashion_mnist, {args.limit_per_class or 'all'} per class, {owners} owners",
+              "dataset": f"fashion_mnist ({args.variant}), {args.limit_per_class or 'all'} per class, {owners} owners",
               "scored_on": f"{args.dev_share} of the training images" if args.dev_share else "the test split",
               "options": plan_options.chosen(args), "monolithic": plain, "rows": rows}
     result_file.write(args.out, result)
