@@ -22,7 +22,7 @@ from keras_sisa.seeds import seed_for
 # The image shares of the slices that follow each component's core, smallest owners last.
 DEFAULT_TIERS = (0.25, 0.1, 0.05)
 # The fewest images a default tier holds: a smaller one trains too few steps in its fixed
-# epochs to learn its images, and costs accuracy (docs/benchmarks.md, 2026-12-07).
+# epochs to learn its images, and costs accuracy (docs/benchmarks.md, 2026-12-07, night).
 MIN_TIER_IMAGES = 750
 # The least share of each class that owner tiers leave in the core slices.
 MIN_CORE_SHARE = 0.5
