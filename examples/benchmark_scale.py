@@ -5,7 +5,7 @@ more with one TensorFlow thread per process in 2 workers (other bits by design);
 the wall time on S machines from the per-component times of the one-process fit:
 preparing the run, then the components spread over S machines longest first.
 
-    python examples/benchmark_scale.py --out results/benchmark_scale.json [--limit-per-class N]
+    python examples/benchmark_scale.py --out results/benchmark_scale.json [--limit-per-class N] [--check-ema M]
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ import time
 import keras_sisa
 from keras_sisa import data as sources
 
+import plan_options
 import result_file
 
 
-def timed_fit(dataset, directory: str, seed: int, threads: int | None = None, **execution) -> dict:
+def timed_fit(dataset, directory: str, seed: int, options: dict, threads: int | None = None, **execution) -> dict:
     """Prepares and fits a run; returns wall times and each component's weight digest."""
-    sisa = keras_sisa.SISAClassifier(directory, seed=seed, threads=threads)
+    sisa = keras_sisa.SISAClassifier(directory, seed=seed, threads=threads, **options)
     started = time.perf_counter()
     sisa.prepare(dataset.x_train, dataset.y_train, dataset.class_names, sample_ids=dataset.ids)
     prepared = time.perf_counter()
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--out", default="results/benchmark_scale.json")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit-per-class", type=int, default=None, help="Fewer images, for a quicker run.")
+    plan_options.add_to(parser)
     args = parser.parse_args()
 
     dataset = sources.load(limit=args.limit_per_class)
@@ -56,7 +58,8 @@ def main() -> None:
             "2 workers, --threads 1": {"workers": 2, "threads": 1}}
     scratch = tempfile.mkdtemp(prefix="sisa-scale-bench-")
     try:
-        fits = {name: timed_fit(dataset, os.path.join(scratch, str(k)), args.seed, **execution)
+        options = plan_options.chosen(args)
+        fits = {name: timed_fit(dataset, os.path.join(scratch, str(k)), args.seed, options, **execution)
                 for k, (name, execution) in enumerate(ways.items())}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -69,6 +72,7 @@ def main() -> None:
     result = {
         **result_file.stamp("scale"),
         "dataset": f"fashion_mnist ({len(dataset.y_train)} train)",
+        "options": plan_options.chosen(args),
         "fits": {name: {k: v for k, v in fit.items() if k != "digests"} for name, fit in fits.items()},
         "bit_identical": identical,
         "projected_seconds_on_machines": projection,
