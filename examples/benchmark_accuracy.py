@@ -32,7 +32,7 @@ import plan_options
 import result_file
 
 
-def tinted(dataset, seed: int):
+def tinted(dataset, seed: int = 0):
     """Images padded to 32x32 and coloured by a seeded random tint per image: RGB input
     whose colour says nothing about the label."""
     rng = np.random.default_rng(seed)
@@ -66,7 +66,7 @@ def row_data(fashion, name: str):
     limit, variant = ROWS[name]
     dataset = fashion if limit is None else sources.limit_per_class(fashion, limit)
     if variant is not None:
-        dataset = variant(dataset) if variant is shrunk else variant(dataset, 0)
+        dataset = variant(dataset)
     return dataset
 
 

@@ -35,7 +35,7 @@ import result_file
 
 SETTINGS = "none;0.05;0.15,0.05;0.3,0.15,0.05"
 #: The image variants of the accuracy benchmark's rows.
-VARIANTS = {"grey": lambda d: d, "tinted": lambda d: tinted(d, 0), "16x16": shrunk}
+VARIANTS = {"grey": lambda d: d, "tinted": tinted, "16x16": shrunk}
 
 
 def main() -> None:

@@ -56,9 +56,9 @@ def main() -> None:
     ways = {"1 process": {"workers": 1}, "2 local workers": {"workers": 2}, "local Ray": {"backend": "ray"},
             # A run fitted with one thread per process: other bits, but no oversubscribed cores.
             "2 workers, --threads 1": {"workers": 2, "threads": 1}}
+    options = plan_options.chosen(args)
     scratch = tempfile.mkdtemp(prefix="sisa-scale-bench-")
     try:
-        options = plan_options.chosen(args)
         fits = {name: timed_fit(dataset, os.path.join(scratch, str(k)), args.seed, options, **execution)
                 for k, (name, execution) in enumerate(ways.items())}
     finally:
@@ -72,7 +72,7 @@ def main() -> None:
     result = {
         **result_file.stamp("scale"),
         "dataset": f"fashion_mnist ({len(dataset.y_train)} train)",
-        "options": plan_options.chosen(args),
+        "options": options,
         "fits": {name: {k: v for k, v in fit.items() if k != "digests"} for name, fit in fits.items()},
         "bit_identical": identical,
         "projected_seconds_on_machines": projection,
