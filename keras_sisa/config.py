@@ -129,9 +129,10 @@ class TrainingConfig:
     tier_ema: float = 0.9
     #: Adaptive slices score, and keep, a moving average of their weights with this momentum
     #: (sampled every 4 batches) rather than the raw weights, whose noise at a high
-    #: learning rate makes where training stops a draw; 0 turns it off (cheaper forgets of
-    #: the core's owners, less accuracy: docs/benchmarks.md, 2026-12-07).
-    check_ema: float = 0.96
+    #: learning rate makes where training stops a draw; 0 turns it off. Higher momentum
+    #: trains the core slices longer: 0.9 keeps the accuracy goals and a batch of people
+    #: at half a retrain, 0.96 and 0 do not (docs/benchmarks.md). A run keeps its own.
+    check_ema: float = 0.9
     #: The seed every random choice derives from, with the component and slice.
     seed: int = 0
     #: TensorFlow's thread-pool size while training (default: this machine's cores); it
