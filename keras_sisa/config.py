@@ -130,8 +130,9 @@ class TrainingConfig:
     #: Adaptive slices score, and keep, a moving average of their weights with this momentum
     #: (sampled every 4 batches) rather than the raw weights, whose noise at a high
     #: learning rate makes where training stops a draw; 0 turns it off. Higher momentum
-    #: trains the core slices longer: 0.9 keeps the accuracy goals and a batch of people
-    #: at half a retrain, 0.96 and 0 do not (docs/benchmarks.md). A run keeps its own.
+    #: trains the core slices longer: 0.96 scored 0.3 points more on the full data but made
+    #: a batch of people's refit dearer, 0 is cheaper but its stop is a draw
+    #: (docs/benchmarks.md). A run keeps its own.
     check_ema: float = 0.9
     #: The seed every random choice derives from, with the component and slice.
     seed: int = 0
