@@ -8,6 +8,7 @@ Every figure comes from a file a benchmark wrote, so the README cannot drift fro
 import argparse
 import json
 import os
+import re
 import statistics
 
 DATA = {"fashion_mnist 100/class": "Fashion-MNIST, 100 per class", "fashion_mnist 300/class": "300 per class",
@@ -42,8 +43,10 @@ def forget_rows(result: dict) -> list[tuple]:
              f"{100 * max(c['forgotten_class_accuracy'] for c in classes):.0f}%")]
 
 
-def request_rows(result: dict) -> list[tuple]:
+def request_rows(result: dict, other_seeds: list[tuple[str, dict]]) -> list[tuple]:
+    """The people rows from seed 0's run; the batch row also names the other seeds' ratios."""
     retrain, summary = result["monolithic_retrain"]["seconds"], result["summary"]
+    batch_seeds = "".join(f"; seed {seed}: {r['summary']['batch_ratio']:.2f}x" for seed, r in other_seeds)
     stream = [r["seconds"] for r in result["stream"]]
     people = f"{result['owners']['count']:,} people"
     return [
@@ -51,7 +54,7 @@ def request_rows(result: dict) -> list[tuple]:
          f"retrain {retrain:.0f} s", f"{summary['single_owner_median_ratio']:.3f}x",
          f"mean {statistics.mean(stream):.1f} s ({summary['single_owner_mean_ratio']:.3f}x)"),
         ("forget 30 people at once", f"{result['batch']['seconds']:.0f} s", f"retrain {retrain:.0f} s",
-         f"{summary['batch_ratio']:.2f}x", f"{result['batch']['images']} images"),
+         f"{summary['batch_ratio']:.2f}x", f"{result['batch']['images']} images{batch_seeds}"),
         (f"forget {result['random']['images']} random images", f"{result['random']['seconds']:.0f} s", f"retrain {retrain:.0f} s",
          f"{summary['random_ratio']:.2f}x", f"after all requests {percent(result['after']['accuracy'])} vs "
          f"{percent(result['monolithic_retrain']['accuracy'])} ({-summary['accuracy_gap_points']:+.2f} points)")]
@@ -69,7 +72,10 @@ def main() -> None:
     parser.add_argument("--results", default="results")
     args = parser.parse_args()
     read = lambda name: json.load(open(os.path.join(args.results, f"benchmark_{name}.json")))
-    rows = (accuracy_rows(read("accuracy")) + forget_rows(read("forget")) + request_rows(read("requests"))
+    seeds = sorted(n[len("benchmark_requests_seed"):-len(".json")] for n in os.listdir(args.results)
+                   if re.fullmatch(r"benchmark_requests_seed\d+\.json", n))
+    rows = (accuracy_rows(read("accuracy")) + forget_rows(read("forget"))
+            + request_rows(read("requests"), [(s, read(f"requests_seed{s}")) for s in seeds])
             + export_rows(read("export")))
     print("| measurement | keras-sisa | plain CNN | keras-sisa vs plain | notes |")
     print("|---|---|---|---|---|")
