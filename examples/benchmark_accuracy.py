@@ -16,10 +16,12 @@ in this run; neither fit time includes the test.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -75,8 +77,11 @@ def plain_cnn(dataset, seed: int, fixed_epochs: int | None = None) -> dict:
     return {**figures, "accuracy": float(np.mean(baseline.predict(model, dataset.x_test) == dataset.y_test))}
 
 
-def sisa(dataset, seed: int, options: dict) -> dict:
-    directory = tempfile.mkdtemp(prefix="sisa-accuracy-bench-")
+@contextlib.contextmanager
+def fitted(dataset, seed: int, options: dict) -> Iterator[tuple[keras_sisa.SISAClassifier, dict]]:
+    """keras-sisa fitted on the dataset in a scratch directory, with its test accuracies and
+    fit seconds; the directory is removed when the block ends."""
+    directory = tempfile.mkdtemp(prefix="sisa-bench-")
     shutil.rmtree(directory)
     try:
         classifier = keras_sisa.SISAClassifier(directory, seed=seed, **options)
@@ -84,11 +89,16 @@ def sisa(dataset, seed: int, options: dict) -> dict:
         classifier.fit(dataset.x_train, dataset.y_train, dataset.class_names, sample_ids=dataset.ids, verbose=0)
         seconds = time.perf_counter() - started
         report = classifier.evaluate(dataset.x_test, dataset.y_test)
-        return {"accuracy": report["accuracy"], "routing_accuracy": report["routing_accuracy"],
-                "seconds": seconds, "component_seconds": classifier.manifest["component_seconds"],
-                "recipe": classifier.info()["recipe"]}
+        yield classifier, {"accuracy": report["accuracy"], "routing_accuracy": report["routing_accuracy"],
+                           "seconds": seconds}
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def sisa(dataset, seed: int, options: dict) -> dict:
+    with fitted(dataset, seed, options) as (classifier, figures):
+        return {**figures, "component_seconds": classifier.manifest["component_seconds"],
+                "recipe": classifier.info()["recipe"]}
 
 
 def over_seeds(fits: list[dict]) -> dict:

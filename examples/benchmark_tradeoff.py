@@ -23,16 +23,13 @@ fit times), one measured class forget and then one measured forget of 100 random
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 import time
 
 import numpy as np
 
-import keras_sisa
 from keras_sisa import data as sources
 
-from benchmark_accuracy import ROWS, over_seeds, plain_cnn, row_data
+from benchmark_accuracy import ROWS, fitted, over_seeds, plain_cnn, row_data
 import result_file
 
 STRIDED, SMALL = "keras_sisa.models:strided_gate", "keras_sisa.models:small_gate"
@@ -56,14 +53,7 @@ VARIANTS = {
 def variant(dataset, options: dict, seed: int, forgotten: int, samples: int) -> dict:
     """Fits one variant, evaluates it, reads its expected forget costs, then forgets one class
     and then `samples` random images of the others."""
-    directory = tempfile.mkdtemp(prefix="sisa-tradeoff-bench-")
-    shutil.rmtree(directory)
-    try:
-        classifier = keras_sisa.SISAClassifier(directory, seed=seed, **options)
-        started = time.perf_counter()
-        classifier.fit(dataset.x_train, dataset.y_train, dataset.class_names, sample_ids=dataset.ids, verbose=0)
-        seconds = time.perf_counter() - started
-        report = classifier.evaluate(dataset.x_test, dataset.y_test)
+    with fitted(dataset, seed, options) as (classifier, figures):
         expected = classifier.info()["expected_forget_seconds"]
         started = time.perf_counter()
         classifier.forget(classes=[forgotten], verbose=0, audit=False)
@@ -73,12 +63,9 @@ def variant(dataset, options: dict, seed: int, forgotten: int, samples: int) -> 
         started = time.perf_counter()
         classifier.forget(samples=chosen.tolist(), verbose=0, audit=False)
         random_seconds = time.perf_counter() - started
-        return {"accuracy": report["accuracy"], "routing_accuracy": report["routing_accuracy"],
-                "seconds": seconds, "expected_forget_seconds": expected,
+        return {**figures, "expected_forget_seconds": expected,
                 "forgotten": dataset.class_names[forgotten], "forget_seconds": forget_seconds,
                 "random_images": samples, "random_forget_seconds": random_seconds}
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def ratios(fit: dict, plain: dict) -> dict:
