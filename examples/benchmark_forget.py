@@ -13,7 +13,8 @@ refits the whole SISA ensemble without one class, and forgets 100 random samples
 
 Wall times on a shared machine are noisy, so each class is forgotten `--repeats`
 times and the median kept, and cost ratios divide by the median of the run's
-retrains of the plain CNN (each on 54,000 images).
+retrains of the plain CNN (each on nine classes' images). `--limit-per-class N` runs it
+on N training images per class.
 """
 
 from __future__ import annotations
@@ -121,11 +122,12 @@ def main() -> None:
     parser.add_argument("--skip-refit", action="store_true", help="Skip refitting the ensemble without a class.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3, help="Forgets of each class; the median is kept.")
+    parser.add_argument("--limit-per-class", type=int, default=None, help="Training images per class (default: all).")
     plan_options.add_to(parser)
     args = parser.parse_args()
     options = plan_options.chosen(args)
 
-    dataset = sources.load()
+    dataset = sources.load(limit=args.limit_per_class)
     classes = [int(c) for c in args.classes.split(",")] if args.classes else range(len(dataset.class_names))
     scratch = tempfile.mkdtemp(prefix="sisa-forget-bench-")
     try:
